@@ -1,0 +1,3 @@
+"""ucat: calibrated zero-shot adversarial robustness of CLIP."""
+
+__version__ = "0.1.0"
