@@ -1,0 +1,14 @@
+"""The paper's tables and figures from the pipeline's metrics, published numbers beside them.
+
+``build_report(cfg, ...)`` is the entry point; ``reference`` holds the published numbers.
+``build_report`` is imported lazily so that ``ucat.report.reference`` loads without matplotlib.
+"""
+
+__all__ = ["build_report"]
+
+
+def __getattr__(name):
+    if name == "build_report":
+        from .build import build_report
+        return build_report
+    raise AttributeError(name)

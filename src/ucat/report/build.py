@@ -1,0 +1,124 @@
+"""One entry point that turns the pipeline's metrics into tables, figures, summary and report.
+
+Reads only what the configuration asks for; a missing cell becomes "n/a" and a logged
+warning, never an exception and never a number.  All outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..io import write_json, write_text
+from . import figures as F
+from .load import Setting, load_results, load_samples, load_train_logs
+from .reference import Pairing
+from .render import to_csv, to_latex, to_markdown
+from .summary import build_summary
+from .tables import calibration_tables, comparison_tables, main_tables, missing_table, uncertainty_tables
+
+log = logging.getLogger(__name__)
+
+TABLE_TITLES = {"main": "Main table: top-1 accuracy",
+                "calibration": "Calibration",
+                "uncertainty": "Uncertainty, clean vs attacked",
+                "paper_comparison": "Comparison with the published numbers"}
+
+
+def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
+                 summary_path="metrics/summary.json", *, figures: bool = True) -> dict:
+    """Write ``{out_dir}/tables``, ``{out_dir}/figures``, ``{out_dir}/report.md`` and ``summary_path``.
+
+    Returns ``{"tables": [...], "figures": [...], "summary": path, "report": path,
+    "missing": [(method, dataset, attack, eps, reason)]}``.
+    """
+    setting = Setting.from_config(cfg)
+    res = load_results(setting, metrics_dir)
+    pairing = Pairing(setting.backbone, setting.datasets, setting.steps)
+    for m, d, a, e, reason in res.missing:
+        log.warning("report: missing cell %s/%s/%s eps %d (%s); shown as n/a", m, d, a, e, reason)
+
+    out = Path(out_dir)
+    built = {"main": main_tables(res, pairing), "calibration": calibration_tables(res),
+             "uncertainty": uncertainty_tables(res), "paper_comparison": comparison_tables(res, pairing)}
+    table_paths, sections = [], {}
+    for name, (tables, rows) in built.items():
+        md = "".join(to_markdown(t) + "\n" for t in tables)
+        sections[name] = md
+        for ext, text in (("md", f"# {TABLE_TITLES[name]}\n\n{md}"), ("tex", "\n".join(map(to_latex, tables))),
+                          ("csv", to_csv(rows))):
+            path = out / "tables" / f"{name}.{ext}"
+            write_text(path, text)
+            table_paths.append(path)
+    missing_md = to_markdown(missing_table(res)) if res.missing else ""
+    path = out / "tables" / "missing.md"
+    write_text(path, missing_md or "No missing cells.\n")
+    table_paths.append(path)
+
+    figure_paths = _figures(res, metrics_dir, samples_dir, out / "figures") if figures else []
+    write_json(summary_path, build_summary(res))
+    report = out / "report.md"
+    write_text(report, _report_md(setting, sections, res.missing, figure_paths, out))
+    return {"tables": table_paths, "figures": figure_paths, "summary": Path(summary_path), "report": report,
+            "missing": list(res.missing)}
+
+
+def _figures(res, metrics_dir, samples_dir, fig_dir: Path) -> list[Path]:
+    s = res.setting
+    jobs = [(f"reliability_eps{e}", lambda e=e: F.reliability_figure(res, e)) for e in s.eps]
+    jobs += [("uncertainty_vs_eps", lambda: F.uncertainty_figure(res)),
+             ("accuracy_vs_ece", lambda: F.accuracy_ece_figure(res))]
+    jobs += [(f"accuracy_bars_eps{e}", lambda e=e: F.accuracy_bars_figure(res, e)) for e in s.eps]
+    logs = {m: load_train_logs(metrics_dir, m) for m in s.methods}
+    jobs.append(("training_curves", lambda: F.training_figure(logs, s.methods)))
+    for e in s.eps:
+        jobs.append((f"uncertainty_distribution_eps{e}",
+                     lambda e=e: F.distribution_figure(res, _pooled_samples(res, samples_dir, e), e)))
+    paths = []
+    for stem, make in jobs:
+        fig = make()
+        if fig is None:
+            log.warning("report: nothing to draw for figure %s; skipped", stem)
+            continue
+        paths += F.save(fig, fig_dir / stem)
+    return paths
+
+
+def _pooled_samples(res, samples_dir, eps: int) -> dict:
+    """Per-sample arrays of every (method, condition) at one ε, concatenated over data sets."""
+    s, out = res.setting, {}
+    for m in s.methods:
+        for a, e in s.conditions(eps):
+            parts = [z for d in s.datasets if (z := load_samples(samples_dir, m, d, a, e))]
+            keys = set.intersection(*(set(z) for z in parts)) if parts else set()
+            if keys:
+                out[(m, a, e)] = {k: np.concatenate([z[k].astype(float).ravel() for z in parts]) for k in keys}
+    return out
+
+
+def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, out: Path) -> str:
+    lines = ["# UCAT reproduction report", "",
+             f"Backbone `{setting.backbone}`; methods {', '.join(setting.methods)}; data sets "
+             f"{', '.join(setting.datasets)}; attacks {', '.join(setting.label(a) for a in setting.attacks)} "
+             f"at ε ∈ {{{', '.join(map(str, setting.eps))}}}/255.", "",
+             "Cells read \"reproduced (paper)\"; the paper value comes from the shipped copies of the paper's "
+             "tables (`ucat/report/reference/`) and is shown only where the run used the paper's setting "
+             "(ViT-B/32, a paper data set, PGD/CW with 100 steps, ε = 1/255; averages and H only over the "
+             "paper's 16 data sets); otherwise it reads \"—\". \"n/a\" marks a cell the configuration asked for "
+             "whose metrics are missing. ECE uses 15 equal-width bins over the max-probability confidence; "
+             "the paper publishes no calibration numbers.", ""]
+    if missing:
+        lines += [f"**Warning: {len(missing)} cell(s) missing**, shown as n/a; listed at the end.", ""]
+    for name, md in sections.items():
+        lines += [f"## {TABLE_TITLES[name]}", "", md.replace("\n### ", "\n#### ").replace("### ", "#### ", 1)]
+    pngs = [p for p in figure_paths if p.suffix == ".png"]
+    if pngs:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  \n`{p.stem}` "
+                  f"([PDF]({p.with_suffix('.pdf').relative_to(out).as_posix()}))\n" for p in pngs]
+    if missing:
+        lines += ["## Missing cells", ""]
+        lines += [f"- {m} / {d} / {a} ε={e}: {reason}" for m, d, a, e, reason in missing]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,282 @@
+"""The report's figures, drawn from the loaded metrics (matplotlib, Agg backend).
+
+Each ``*_figure`` function returns a matplotlib Figure, or None when there is nothing to
+draw; ``save`` writes PNG and PDF atomically.  One colour per method everywhere, one
+colour/marker per attack condition, so figures read together.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
+from .load import Results  # noqa: E402
+from .tables import dataset_name, method_name  # noqa: E402
+
+METHOD_COLOURS = {"clip": "#7f7f7f", "tecoa": "#1f77b4", "fare": "#ff7f0e", "pmg_aft": "#2ca02c",
+                  "tga_zsr": "#9467bd", "comp_tga": "#8c564b", "ucat": "#d62728",
+                  "kl_prob_forward": "#17becf", "kl_prob_reverse": "#bcbd22", "kl_dir_forward": "#e377c2"}
+_SPARE = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
+COND_STYLE = {"clean": ("#222222", "o", None), "pgd": ("#d95f02", "^", "///"),
+              "cw": ("#7570b3", "s", "\\\\\\"), "autoattack": ("#1b9e77", "D", "xxx")}
+UNC = (("entropy", "Entropy"), ("aleatoric", "Aleatoric uncertainty (AU)"), ("epistemic", "Epistemic uncertainty (EU)"))
+STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+         "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+         "grid.alpha": 0.3, "figure.dpi": 110, "savefig.dpi": 150}
+
+
+def method_colour(method: str, methods=()) -> str:
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    unknown = [m for m in methods if m not in METHOD_COLOURS]
+    return _SPARE[(unknown.index(method) if method in unknown else len(unknown)) % len(_SPARE)]
+
+
+def save(fig, stem) -> list:
+    """Write ``stem.png`` and ``stem.pdf`` atomically; return both paths."""
+    paths = []
+    for ext in ("png", "pdf"):
+        path = stem.with_suffix(f".{ext}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _grid(n: int, ncols: int, w: float, h: float):
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def _cond_label(res: Results, attack: str, eps: int) -> str:
+    return res.setting.label(attack, None if attack == "clean" else eps)
+
+
+# --- reliability ---------------------------------------------------------------------------
+
+def pooled_bins(res: Results, method: str, attack: str, eps: int):
+    """Reliability bins pooled over data sets (count-weighted): (conf, acc, count) per non-empty bin."""
+    tot = acc = conf = None
+    for d in res.setting.datasets:
+        cell = res.cells.get((method, d, attack, eps))
+        rel = (cell or {}).get("reliability")
+        if not rel:
+            continue
+        n = np.asarray(rel["bin_count"], float)
+        a = np.array([np.nan if v is None else v for v in rel["bin_accuracy"]], float)
+        c = np.array([np.nan if v is None else v for v in rel["bin_confidence"]], float)
+        if tot is None:
+            tot, acc, conf = np.zeros_like(n), np.zeros_like(n), np.zeros_like(n)
+        if n.shape != tot.shape:
+            continue
+        tot += n
+        acc += np.nan_to_num(a) * n
+        conf += np.nan_to_num(c) * n
+    if tot is None or tot.sum() == 0:
+        return None
+    keep = tot > 0
+    return conf[keep] / tot[keep], acc[keep] / tot[keep], tot[keep]
+
+
+def reliability_figure(res: Results, eps: int):
+    s = res.setting
+    fig, axes = _grid(len(s.methods), 4, 3.3, 3.3)
+    drawn = False
+    for ax, m in zip(axes, s.methods):
+        ax.plot([0, 1], [0, 1], ls="--", c="#999999", lw=1, label="_perfect")
+        for a, e in s.conditions(eps):
+            b = pooled_bins(res, m, a, e)
+            if b is None:
+                continue
+            conf, acc, n = b
+            ece = 100 * np.sum(n * np.abs(acc - conf)) / n.sum()
+            colour, marker, _ = COND_STYLE[a]
+            ax.plot(conf, acc, c=colour, lw=1.4, alpha=0.9)
+            ax.scatter(conf, acc, s=8 + 120 * n / n.sum(), c=colour, marker=marker, edgecolors="white",
+                       linewidths=0.5, zorder=3, label=f"{_cond_label(res, a, e)}  ECE {ece:.1f}%")
+            drawn = True
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal", title=method_name(m),
+               xlabel="Confidence (mean of bin)", ylabel="Accuracy in bin")
+        ax.title.set_color(method_colour(m, s.methods))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", frameon=True, framealpha=0.85, handletextpad=0.3, markerscale=0.8)
+    fig.suptitle(f"Reliability diagrams, clean vs adversarial (ε = {eps}/255), pooled over data sets; "
+                 "marker area ∝ samples in bin", fontsize=10)
+    fig.tight_layout()
+    return fig if drawn else plt.close(fig)
+
+
+# --- uncertainty vs ε ---------------------------------------------------------------------
+
+def uncertainty_figure(res: Results):
+    s = res.setting
+    if not s.has_clean or not s.attacks:
+        return None
+    xs = [0, *s.eps]
+    fig, axes = plt.subplots(len(s.attacks), 3, figsize=(10.5, 2.8 * len(s.attacks) + 0.6), squeeze=False)
+    drawn = False
+    for row, a in zip(axes, s.attacks):
+        for ax, (key, label) in zip(row, UNC):
+            for m in s.methods:
+                ys = [res.mean(m, "clean", 0, key, 1.0)] + [res.mean(m, a, e, key, 1.0) for e in s.eps]
+                pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", ms=4, lw=1.6, c=method_colour(m, s.methods),
+                            label=method_name(m))
+                    drawn = True
+            ax.set_xticks(xs, ["0\n(clean)", *map(str, s.eps)])
+            ax.set(xlabel=f"{s.label(a)} ε (×1/255)", ylabel=label)
+            ax.set_title(f"{label.split(' (')[0]} under {s.label(a)}")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle("Predictive uncertainty against attack strength (mean over data sets): "
+                 "a drop under attack means the attack suppresses uncertainty", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6) or 1, frameon=False)
+    return fig if drawn else plt.close(fig)
+
+
+# --- accuracy vs calibration ----------------------------------------------------------------
+
+def accuracy_ece_figure(res: Results):
+    s = res.setting
+    fig, axes = _grid(len(s.eps), 3, 4.6, 4.0)
+    drawn = False
+    for ax, eps in zip(axes, s.eps):
+        for m in s.methods:
+            colour = method_colour(m, s.methods)
+            clean = (res.mean(m, "clean", 0, "ece"), res.mean(m, "clean", 0)) if s.has_clean else (None, None)
+            for a, e in s.conditions(eps):
+                pt = (res.mean(m, a, e, "ece"), res.mean(m, a, e))
+                if None in pt:
+                    continue
+                if a != "clean" and None not in clean:
+                    ax.plot([clean[0], pt[0]], [clean[1], pt[1]], c=colour, lw=1, alpha=0.5, zorder=1)
+                ax.scatter(*pt, c=colour, marker=COND_STYLE[a][1], s=46, edgecolors="black", linewidths=0.5,
+                           zorder=3)
+                drawn = True
+        ax.set(xlabel="ECE (%, lower is better)", ylabel="Top-1 accuracy (%)",
+               title=f"Accuracy vs calibration, ε = {eps}/255")
+        ax.margins(0.12)
+    method_handles = [Line2D([], [], c=method_colour(m, s.methods), lw=2, label=method_name(m)) for m in s.methods]
+    cond_handles = [Line2D([], [], ls="", marker=COND_STYLE[a][1], mfc="white", mec="black", label=s.label(a))
+                    for a, _ in s.conditions(s.eps[0])]
+    fig.suptitle("Mean over data sets; clean and attacked points of a method are joined", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.8 if len(s.eps) == 1 else 0.86, 1))
+    fig.legend(handles=method_handles + cond_handles, loc="center right", frameon=False)
+    return fig if drawn else plt.close(fig)
+
+
+# --- robust vs clean bars ---------------------------------------------------------------------
+
+def accuracy_bars_figure(res: Results, eps: int):
+    s = res.setting
+    conds = s.conditions(eps)
+    panels = [*s.datasets, "average"]
+    fig, axes = _grid(len(panels), 3, max(3.2, 0.55 * len(s.methods) * len(conds) / 2 + 1.2), 3.0)
+    width = 0.8 / len(conds)
+    x = np.arange(len(s.methods))
+    for ax, d in zip(axes, panels):
+        for j, (a, e) in enumerate(conds):
+            vals = [res.mean(m, a, e) if d == "average" else res.pct(m, d, a, e) for m in s.methods]
+            pos = x - 0.4 + width * (j + 0.5)
+            colours = [method_colour(m, s.methods) for m in s.methods]
+            hatch = COND_STYLE[a][2]
+            ax.bar(pos, [0 if v is None else v for v in vals], width, color=colours, alpha=1.0 if a == "clean" else 0.45,
+                   hatch=hatch, edgecolor="white" if hatch is None else "black", linewidth=0.4)
+            for p, v in zip(pos, vals):
+                if v is None:
+                    ax.text(p, 2, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="#b00000")
+        ax.set_xticks(x, [method_name(m) for m in s.methods], rotation=30 if len(s.methods) > 3 else 0, ha="right"
+                      if len(s.methods) > 3 else "center")
+        ax.set(ylim=(0, 100), ylabel="Top-1 accuracy (%)",
+               title="Average over data sets" if d == "average" else dataset_name(d))
+        ax.grid(axis="x", visible=False)
+    handles = [Patch(facecolor="#bbbbbb" if a != "clean" else "#666666", hatch=COND_STYLE[a][2],
+                     edgecolor="black", linewidth=0.4, label=s.label(a)) for a, _ in conds]
+    fig.suptitle(f"Clean vs robust top-1 accuracy per data set (ε = {eps}/255); bar colour = method", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    return fig
+
+
+# --- training curves --------------------------------------------------------------------------
+
+TRAIN_PANELS = (("loss", "Training loss"), ("adv_acc", "Adversarial accuracy on training batches (%)"),
+                ("ce", "Cross-entropy term"), ("align", "Alignment term"), ("lr", "Learning rate"))
+
+
+def _smooth(y: np.ndarray) -> np.ndarray:
+    k = max(1, len(y) // 25)
+    if k == 1:
+        return y
+    pad = np.pad(y, (k // 2, k - 1 - k // 2), mode="edge")
+    return np.convolve(pad, np.ones(k) / k, mode="valid")
+
+
+def training_figure(logs: dict, methods):
+    """``logs``: {method: {name: (steps, values)}}; methods without logs are not fine-tuned."""
+    names = [(n, label) for n, label in TRAIN_PANELS if any(n in lg for lg in logs.values())]
+    if not names:
+        return None
+    fig, axes = _grid(len(names), 2, 4.8, 3.2)
+    for ax, (name, label) in zip(axes, names):
+        for m in methods:
+            if name not in logs.get(m, {}):
+                continue
+            steps, vals = logs[m][name]
+            if name == "adv_acc" and np.nanmax(vals) <= 1.0:
+                vals = 100 * vals
+            colour = method_colour(m, methods)
+            smooth = _smooth(vals)
+            if smooth is not vals:
+                ax.plot(steps, vals, c=colour, lw=0.8, alpha=0.25)
+            ax.plot(steps, smooth, c=colour, lw=1.6, label=method_name(m))
+        if name == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        ax.set(xlabel="Optimisation step", ylabel=label, title=label)
+        ax.legend(loc="best", frameon=True, framealpha=0.85)
+    fig.suptitle("Fine-tuning curves (faint: raw per step; solid: moving average)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --- per-sample uncertainty distributions -----------------------------------------------------
+
+def distribution_figure(res: Results, samples: dict, eps: int):
+    """``samples``: {(method, attack, eps): {array: pooled values}}; histograms clean vs attacked."""
+    s = res.setting
+    keys = (("confidence", "Confidence"), *UNC)
+    methods = [m for m in s.methods if any((m, a, e) in samples for a, e in s.conditions(eps))]
+    if not methods:
+        return None
+    fig, axes = plt.subplots(len(methods), len(keys), figsize=(3.0 * len(keys), 2.3 * len(methods) + 0.5),
+                             squeeze=False)
+    for row, m in zip(axes, methods):
+        for ax, (key, label) in zip(row, keys):
+            series = [(a, e, samples[(m, a, e)][key]) for a, e in s.conditions(eps)
+                      if key in samples.get((m, a, e), {})]
+            finite = np.concatenate([v[np.isfinite(v)] for *_, v in series]) if series else np.array([])
+            if finite.size:
+                bins = np.linspace(finite.min(), finite.max() + 1e-9, 31)
+                for a, e, v in series:
+                    ax.hist(v[np.isfinite(v)], bins=bins, density=True, histtype="step", lw=1.5,
+                            color=COND_STYLE[a][0], label=_cond_label(res, a, e))
+            ax.set(xlabel=label, ylabel="Density")
+            ax.set_title(f"{method_name(m)}: {label.split(' (')[0]}", color=method_colour(m, s.methods))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle(f"Per-sample distributions, clean vs adversarial (ε = {eps}/255), pooled over data sets",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 if len(methods) < 4 else 0.025, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, frameon=False)
+    return fig

@@ -1,0 +1,162 @@
+"""Read what the evaluation and fine-tuning stages wrote, and nothing else.
+
+Every cell the configuration asks for is looked up; one that is absent, unreadable or
+labelled as a different cell is recorded as missing (the report shows "n/a"), never
+filled in from elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CLEAN = ("clean", 0)
+ATTACK_ORDER = ("pgd", "cw", "autoattack")
+SAMPLE_ARRAYS = ("label", "pred", "confidence", "entropy", "aleatoric", "epistemic")
+TRAIN_LOGS = ("loss", "adv_acc", "ce", "align", "lr")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The part of the configuration the report depends on."""
+    methods: tuple[str, ...]
+    datasets: tuple[str, ...]
+    attacks: tuple[str, ...]          # the attacked conditions, in a fixed order; no "clean"
+    eps: tuple[int, ...]
+    has_clean: bool
+    steps: dict = field(default_factory=dict)
+    backbone: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Setting":
+        ev = cfg["evaluate"]
+        asked = list(ev["attacks"])
+        return cls(methods=tuple(cfg["methods"]), datasets=tuple(cfg["data"]["datasets"]),
+                   attacks=tuple(a for a in ATTACK_ORDER if a in asked),
+                   eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean="clean" in asked,
+                   steps={a: int(ev[a]["steps"]) for a in ("pgd", "cw") if a in ev and "steps" in ev[a]},
+                   backbone=str(cfg.get("backbone", {}).get("name", "")))
+
+    def conditions(self, eps: int | None = None) -> list[tuple[str, int]]:
+        """(attack, ε) pairs asked for: clean first, then each attack at each ε (or one ε)."""
+        out = [CLEAN] if self.has_clean else []
+        for e in (self.eps if eps is None else (eps,)):
+            out += [(a, e) for a in self.attacks]
+        return out
+
+    def label(self, attack: str, eps: int | None = None) -> str:
+        """Column label with the steps actually run, e.g. "PGD-10"; "ε=2" appended if given."""
+        base = {"clean": "Clean", "pgd": f"PGD-{self.steps.get('pgd', '?')}",
+                "cw": f"CW-{self.steps.get('cw', '?')}", "autoattack": "AA"}[attack]
+        return base if eps is None or attack == "clean" else f"{base} ε={eps}/255"
+
+
+def cell_name(attack: str, eps: int) -> str:
+    return f"{attack}_eps{eps}"
+
+
+def _finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class Results:
+    """Loaded evaluation cells keyed by (method, dataset, attack, ε), plus what is missing."""
+    setting: Setting
+    cells: dict = field(default_factory=dict)
+    missing: list = field(default_factory=list)   # [(method, dataset, attack, eps, reason)]
+
+    def get(self, method: str, dataset: str, attack: str, eps: int, metric: str) -> float | None:
+        cell = self.cells.get((method, dataset, attack, eps))
+        v = None if cell is None else cell.get(metric)
+        return float(v) if _finite_number(v) else None
+
+    def pct(self, method, dataset, attack, eps, metric="accuracy") -> float | None:
+        v = self.get(method, dataset, attack, eps, metric)
+        return None if v is None else 100.0 * v
+
+    def mean(self, method: str, attack: str, eps: int, metric: str = "accuracy",
+             scale: float = 100.0) -> float | None:
+        """Mean over the configured data sets; None if any of them is missing."""
+        vals = [self.get(method, d, attack, eps, metric) for d in self.setting.datasets]
+        if not vals or None in vals:
+            return None
+        return scale * sum(vals) / len(vals)
+
+    def harmonic(self, method: str, attack: str, eps: int) -> float | None:
+        """H(clean average, robust average) in %, as in the paper's main table."""
+        a, b = self.mean(method, "clean", 0), self.mean(method, attack, eps)
+        if a is None or b is None:
+            return None
+        return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def load_results(setting: Setting, metrics_dir: str | Path) -> Results:
+    """Read every ``eval/{method}/{dataset}/{attack}_eps{eps}.json`` the setting asks for."""
+    res = Results(setting)
+    for m in setting.methods:
+        for d in setting.datasets:
+            for a, e in setting.conditions():
+                path = Path(metrics_dir) / "eval" / m / d / f"{cell_name(a, e)}.json"
+                cell, reason = _read_cell(path, (m, d, a, e))
+                if cell is None:
+                    res.missing.append((m, d, a, e, reason))
+                else:
+                    res.cells[(m, d, a, e)] = cell
+    return res
+
+
+def _read_cell(path: Path, key: tuple) -> tuple[dict | None, str]:
+    if not path.is_file():
+        return None, f"absent: {path}"
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable: {path} ({exc.__class__.__name__})"
+    if not isinstance(cell, dict):
+        return None, f"not a JSON object: {path}"
+    found = (cell.get("method"), cell.get("dataset"), cell.get("attack"), cell.get("eps"))
+    if found != key:
+        return None, f"labelled {found} instead of {key}: {path}"
+    if not _finite_number(cell.get("accuracy")):
+        return None, f"no numeric accuracy: {path}"
+    return cell, ""
+
+
+def load_samples(samples_dir: str | Path, method: str, dataset: str, attack: str,
+                 eps: int) -> dict[str, np.ndarray] | None:
+    """Per-sample arrays of one cell, or None if the file is absent or incomplete."""
+    path = Path(samples_dir) / method / dataset / f"{cell_name(attack, eps)}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return {k: np.asarray(z[k]) for k in SAMPLE_ARRAYS if k in z.files}
+    except (OSError, ValueError):
+        return None
+
+
+def load_train_logs(metrics_dir: str | Path, method: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{name: (steps, values)}`` from dvclive's per-step TSVs; empty for methods not fine-tuned."""
+    root = Path(metrics_dir) / "train" / method / "plots" / "metrics" / "train"
+    out = {}
+    for name in TRAIN_LOGS:
+        path = root / f"{name}.tsv"
+        if not path.is_file():
+            continue
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        col = name if rows and name in rows[0] else None
+        try:
+            pts = [(float(r["step"]), float(r[col])) for r in rows] if col else []
+        except (KeyError, TypeError, ValueError):
+            pts = []
+        if pts:
+            steps, vals = np.array(pts).T
+            out[name] = (steps, vals)
+    return out

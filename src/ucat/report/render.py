@@ -1,0 +1,91 @@
+"""Plain table text: Markdown, LaTeX (booktabs) and the long CSV, from one in-memory table.
+
+Tables are computed once (``tables.py``) and only formatted here, so the three formats
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+NA = "n/a"      # a cell the configuration asked for whose metrics are missing
+NONE = "—"      # no published counterpart
+LONG_COLUMNS = ("table", "method", "dataset", "attack", "eps", "metric", "reproduced", "paper", "diff")
+
+
+@dataclass
+class Table:
+    """A titled grid of strings; ``breaks`` are row indices before which a rule is drawn."""
+    title: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    breaks: set[int] = field(default_factory=set)
+    note: str = ""
+    label_cols: int = 1   # leading text columns (left-aligned); the rest are numbers
+
+    def add_group(self, rows: list[list[str]]) -> None:
+        if self.rows:
+            self.breaks.add(len(self.rows))
+        self.rows.extend(rows)
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return NA if value is None else f"{value:.{digits}f}"
+
+
+def paired(repro: float | None, paper: float | None) -> str:
+    """"reproduced (paper)"; "—" where the paper has no counterpart."""
+    return f"{fmt(repro)} ({NONE if paper is None else f'{paper:.2f}'})"
+
+
+def to_markdown(t: Table, level: int = 3) -> str:
+    align = ["---"] * t.label_cols + ["--:"] * (len(t.header) - t.label_cols)
+    lines = [f"{'#' * level} {t.title}", ""]
+    if t.note:
+        lines += [t.note, ""]
+    lines += ["| " + " | ".join(t.header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+                  "—": "--", "ε": r"$\epsilon$", "‖": r"$\|$", "·": r"$\cdot$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(t: Table) -> str:
+    spec = "l" * t.label_cols + "r" * (len(t.header) - t.label_cols)
+    out = [f"% {latex_escape(t.title)}", r"\begin{table}[t]", r"\centering", r"\scriptsize",
+           f"\\caption{{{latex_escape(t.title)}}}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule"]
+    for i, r in enumerate(t.rows):
+        if i in t.breaks:
+            out.append(r"\midrule")
+        out.append(" & ".join(latex_escape(c) for c in r) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def long_row(table: str, method: str, dataset: str, attack: str, eps: int, metric: str,
+             reproduced: float | None, paper: float | None = None) -> dict:
+    """One CSV row; values rounded to 4 decimals, diff = reproduced − paper, blanks where unknown."""
+    r = None if reproduced is None else round(reproduced, 4)
+    p = None if paper is None else round(paper, 4)
+    diff = None if r is None or p is None else round(r - p, 4)
+    return {"table": table, "method": method, "dataset": dataset, "attack": attack, "eps": eps,
+            "metric": metric, "reproduced": NA if r is None else r,
+            "paper": "" if p is None else p, "diff": "" if diff is None else diff}
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LONG_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
