@@ -1,0 +1,138 @@
+"""ℓ∞ attacks in pixel space ([0, 1]); budgets are given in units of 1/255.
+
+- :func:`pgd` — PGD on cross-entropy (``loss="ce"``) or on the CW margin (``loss="cw"``, the
+  "CW" of TeCoA/PMG-AFT/UCAT: ℓ∞ PGD on ``-relu(l_y - max_{j≠y} l_j + kappa)``, not C&W-ℓ2).
+  Uniform random start in [-ε, ε], signed-gradient steps, projection onto the ε-ball and
+  [0, 1] after every step; with ``random_start=False`` it is step-for-step torchattacks' PGD.
+- :func:`autoattack` — APGD-CE + APGD-DLR from torchattacks, worst case per sample
+  (APGD-CE only for 2-class problems: DLR needs three classes).
+- :func:`fare_attack` — FARE's training attack, PGD maximising the embedding distance.
+
+Attacks only ask autograd for the input gradient (``torch.autograd.grad``), so no weight
+gradients are computed or accumulated while attacking.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+ATTACKS = ("clean", "pgd", "cw", "autoattack")
+
+
+def _check_budget(eps: float, step_size: float, steps: int) -> None:
+    if eps < 0 or step_size < 0 or steps < 0:
+        raise ConfigError(f"attack budget must be non-negative (eps={eps}, step_size={step_size}, steps={steps})")
+
+
+def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
+    """Per-sample CW objective to *maximise*: ``-relu(l_y - max_{j≠y} l_j + kappa)``."""
+    onehot = F.one_hot(labels, logits.shape[-1]).bool()
+    correct = logits.masked_select(onehot)
+    other = logits.masked_fill(onehot, float("-inf")).amax(-1)
+    return -F.relu(correct - other + kappa)
+
+
+def pgd_linf(objective: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, eps: float,
+             step_size: float, steps: int, random_start: bool = True,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Maximise ``objective(x).sum()`` over the ℓ∞ ball of radius ``eps`` around ``images`` ∩ [0, 1].
+
+    ``eps`` and ``step_size`` are in pixel units here (already divided by 255).
+    """
+    _check_budget(eps, step_size, steps)
+    images = images.detach()
+    adv = images.clone()
+    if random_start and eps > 0:
+        noise = torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+        adv = (adv + (noise * 2 - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        grad, = torch.autograd.grad(objective(adv).sum(), adv)
+        adv = adv.detach() + step_size * grad.sign()
+        delta = torch.clamp(adv - images, min=-eps, max=eps)
+        adv = torch.clamp(images + delta, min=0, max=1).detach()
+    return adv
+
+
+def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps255: float, step255: float,
+        steps: int, loss: str = "ce", kappa: float = 50.0, random_start: bool = True,
+        generator: torch.Generator | None = None) -> torch.Tensor:
+    """PGD-ℓ∞ on CE or on the CW margin, budgets in units of 1/255."""
+    if loss == "ce":
+        def objective(x):
+            return F.cross_entropy(model(x).float(), labels, reduction="none")
+    elif loss == "cw":
+        def objective(x):
+            return cw_margin_loss(model(x).float(), labels, kappa)
+    else:
+        raise ConfigError(f"attack loss: unknown value {loss!r}; allowed: ce, cw")
+    return pgd_linf(objective, images, eps255 / 255, step255 / 255, steps, random_start, generator)
+
+
+def fare_attack(model, images: torch.Tensor, emb_ref_clean: torch.Tensor, eps255: float, step255: float,
+                steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """FARE's attack: maximise ``||phi(x_adv) - phi_orig(x)||^2`` (``model.embed`` = phi)."""
+    target = emb_ref_clean.detach().float()
+
+    def objective(x):
+        return (model.embed(x).float() - target).pow(2).sum(-1)
+
+    return pgd_linf(objective, images, eps255 / 255, step255 / 255, steps, True, generator)
+
+
+class _FloatLogits(nn.Module):
+    """torchattacks calls ``model(x)``; give it float32 logits whatever the autocast dtype."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).float()
+
+
+def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps255: float, steps: int,
+               num_classes: int, seed: int = 0) -> torch.Tensor:
+    """APGD-CE then APGD-DLR on the still-robust samples; per-sample worst case."""
+    import torchattacks
+
+    _check_budget(eps255, 0, steps)
+    wrapped = _FloatLogits(model)
+    was_training = model.training
+    losses = ["ce", "dlr"] if num_classes >= 3 else ["ce"]
+    adv = images.detach().clone()
+    robust = torch.ones(len(images), dtype=torch.bool, device=images.device)
+    for loss in losses:
+        idx = robust.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        attack = torchattacks.APGD(wrapped, norm="Linf", eps=eps255 / 255, steps=steps, n_restarts=1,
+                                   seed=seed, loss=loss, rho=0.75)
+        x_adv = attack(images[idx], labels[idx])
+        with torch.no_grad():
+            fooled = wrapped(x_adv).argmax(-1) != labels[idx]
+        adv[idx[fooled]] = x_adv[fooled]
+        robust[idx[fooled]] = False
+    model.train(was_training)
+    return adv.detach()
+
+
+def run_attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps255: float,
+               ev: dict, num_classes: int, generator: torch.Generator | None = None, seed: int = 0) -> torch.Tensor:
+    """Dispatch an evaluation attack by name with the ``evaluate`` section of the parameters."""
+    if name == "clean":
+        return images
+    if name == "pgd":
+        return pgd(model, images, labels, eps255, ev["pgd"]["step_size"], ev["pgd"]["steps"], "ce", generator=generator)
+    if name == "cw":
+        return pgd(model, images, labels, eps255, ev["cw"]["step_size"], ev["cw"]["steps"], "cw",
+                   kappa=ev["cw"]["kappa"], generator=generator)
+    if name == "autoattack":
+        return autoattack(model, images, labels, eps255, ev["autoattack"]["steps"], num_classes, seed)
+    raise ConfigError(f"attack: unknown value {name!r}; allowed: {', '.join(ATTACKS)}")

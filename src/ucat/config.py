@@ -1,0 +1,116 @@
+"""Parameters: load ``params.yaml`` (optionally overlaid), validate against the schema.
+
+The schema (``resources/params.schema.yaml``) requires every key and forbids unknown
+ones, so a typo stops a run before any work, naming the key.  Snakemake validates its
+``config`` against the same file (``workflow/schemas/config.schema.yaml`` links to it).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+@functools.cache
+def schema() -> dict:
+    text = resources.files("ucat").joinpath("resources/params.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(error) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        where = f"{path}." if path else ""
+        return f"{where}{extra[0]}: unknown key; allowed here: {allowed}"
+    if error.validator == "required":
+        return f"{path or '<top>'}: {error.message}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{path}: unknown value {error.instance!r}; allowed: {allowed}"
+    return f"{path}: {error.message}"
+
+
+def validate(params: Mapping[str, Any], source: str = "params") -> dict:
+    """Return ``params`` as a plain dict, or raise ConfigError naming the first bad key."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(f"{source}: {_key_path(errors[0])}")
+    params = copy.deepcopy(dict(params))
+    _check_consistency(params, source)
+    return params
+
+
+def _check_consistency(p: dict, source: str) -> None:
+    """Cross-key rules a JSON schema cannot express."""
+    if p["data"]["finetune"] in p["data"]["datasets"] and p["data"]["finetune"] == "demo_train":
+        raise ConfigError(f"{source}: data.datasets: demo_train is the fine-tuning set, not a zero-shot evaluation set")
+    for section in ("finetune.attack", "fare"):
+        node = p
+        for k in section.split("."):
+            node = node[k]
+        if node["steps"] > 0 and node["step_size"] > node["eps"] * 2:
+            raise ConfigError(f"{source}: {section}.step_size: {node['step_size']} exceeds twice eps ({node['eps']})")
+    if p["backbone"]["source"] == "demo" and not all(d.startswith("demo_") for d in p["data"]["datasets"] + [p["data"]["finetune"]]):
+        raise ConfigError(f"{source}: data.datasets: the demo backbone only understands the demo_* data sets")
+
+
+def deep_merge(base: dict, over: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return data
+
+
+def load(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) -> dict:
+    """Read and validate a parameters file; ``overrides`` are ``key.sub=value`` strings (YAML values)."""
+    params = read_yaml(path)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        node = params
+        *parents, leaf = key.split(".")
+        for k in parents:
+            if not isinstance(node.get(k), dict):
+                raise ConfigError(f"--set {key}: {k} is not a section")
+            node = node[k]
+        node[leaf] = yaml.safe_load(raw)
+    return validate(params, source=str(path))
+
+
+def fingerprint(params: Mapping[str, Any], keys: list[str]) -> dict:
+    """The sub-tree of ``params`` named by dotted ``keys``: what a stage depends on."""
+    out = {}
+    for key in keys:
+        node = params
+        for k in key.split("."):
+            node = node[k]
+        out[key] = node
+    return out

@@ -1,0 +1,162 @@
+"""Data sets by name: the embedded demo world and the real zero-shot benchmarks.
+
+``prepare(name, params)`` materialises a set under ``data.root/<name>/`` (generating the
+demo, or downloading and verifying a real source) and returns its manifest;
+``open_eval``/``open_finetune`` return a torch ``Dataset`` of ``(image in [0, 1], label)``
+at the model's resolution together with the class names, checked to agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Subset
+
+from ..errors import DataError, unknown_choice
+from ..io import atomic_path, write_json
+from . import demo
+
+MANIFEST = "MANIFEST.json"
+
+
+def _real():
+    from . import real  # imported lazily: pulls in torchvision's data set classes
+
+    return real
+
+
+def dataset_names() -> list[str]:
+    return sorted(demo.DEMO_SETS) + sorted(_real().REAL_DATASETS)
+
+
+def is_demo(name: str) -> bool:
+    return name in demo.DEMO_SETS
+
+
+def classnames(name: str) -> list[str]:
+    if is_demo(name):
+        return list(demo.DEMO_SETS[name].classnames)
+    real = _real()
+    if name not in real.REAL_DATASETS:
+        raise unknown_choice("data.datasets", name, dataset_names())
+    return real.classnames(name)
+
+
+def paper_name(name: str) -> str | None:
+    return None if is_demo(name) else _real().REAL_DATASETS[name].paper_name
+
+
+class UInt8Images(Dataset):
+    """uint8 (N, 3, H, W) images + labels -> (float image in [0, 1] at ``size``, label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int | None = None):
+        self.images, self.labels, self.size = images, labels, size
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        img = self.images[i].float() / 255
+        if self.size is not None and img.shape[-1] != self.size:
+            img = F.interpolate(img[None], size=(self.size, self.size), mode="bicubic",
+                                align_corners=False, antialias=True)[0].clamp(0, 1)
+        return img, int(self.labels[i])
+
+
+def _demo_file(root: Path, name: str) -> Path:
+    return root / name / "images.npz"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _names_hash(names: list[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def prepare(name: str, params: dict) -> dict:
+    """Generate (demo) or download + verify (real) a data set; write and return its manifest."""
+    root = Path(params["data"]["root"])
+    if not is_demo(name):
+        real = _real()
+        if name not in real.REAL_DATASETS:
+            raise unknown_choice("data.datasets", name, dataset_names())
+        return real.download_real(name, root)
+    per_class = params["data"]["demo_train_per_class" if name == "demo_train" else "demo_eval_per_class"]
+    size = params["backbone"]["demo"]["image_size"]
+    images, labels, names = demo.make_set(name, per_class, params["run"]["seed"], size)
+    path = _demo_file(root, name)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images.numpy(), labels=labels.numpy(), classnames=np.array(names))
+    manifest = {"name": name, "source": "ucat.data.demo (generated)", "seed": params["run"]["seed"],
+                "files": {path.name: _sha256(path)}, "num_samples": {"all": int(len(labels))},
+                "num_classes": len(names), "classnames_sha256": _names_hash(names)}
+    write_json(root / name / MANIFEST, manifest)
+    return manifest
+
+
+def _load_demo(root: Path, name: str, size: int) -> tuple[Dataset, list[str]]:
+    path = _demo_file(root, name)
+    manifest_path = root / name / MANIFEST
+    if not path.is_file() or not manifest_path.is_file():
+        raise DataError(f"{path}: demo data set missing; run `ucat data {name}` first")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["files"].get(path.name) != _sha256(path):
+        raise DataError(f"{path}: checksum differs from {manifest_path}; regenerate with `ucat data {name}`")
+    with np.load(path) as z:
+        images, labels, names = torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), list(z["classnames"])
+    return UInt8Images(images, labels, size), [str(n) for n in names]
+
+
+def _check_labels(name: str, dataset: Dataset, names: list[str], expected: list[str]) -> None:
+    if names != expected:
+        raise DataError(f"{name}: class names on disk ({len(names)}) differ from the registry's ({len(expected)})")
+    labels = getattr(dataset, "labels", None)
+    if labels is not None and len(labels) and int(max(labels)) >= len(names):
+        raise DataError(f"{name}: label {int(max(labels))} out of range for {len(names)} class names")
+
+
+def subsample(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    """A fixed, seeded subset of ``n`` items (sorted indices); the whole set when n is None or large."""
+    if n is None or n >= len(dataset):
+        return dataset
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=g)[:n].sort().values.tolist()
+    return Subset(dataset, idx)
+
+
+def _open(name: str, params: dict, image_size: int, split: str | None) -> tuple[Dataset, list[str]]:
+    root = Path(params["data"]["root"])
+    expected = classnames(name)
+    if is_demo(name):
+        dataset, names = _load_demo(root, name, image_size)
+        _check_labels(name, dataset, names, expected)
+        return dataset, names
+    real = _real()
+    from .transforms import eval_transform
+
+    dataset = real.open_real(name, root, split=split, transform=eval_transform(image_size))
+    return dataset, expected
+
+
+def open_eval(name: str, params: dict, image_size: int) -> tuple[Dataset, list[str]]:
+    """The zero-shot evaluation split of ``name`` (seeded subset if ``data.subsample``)."""
+    dataset, names = _open(name, params, image_size, split=None)
+    return subsample(dataset, params["data"]["subsample"], params["run"]["seed"]), names
+
+
+def open_finetune(params: dict, image_size: int) -> tuple[Dataset, list[str]]:
+    """The fine-tuning set (``data.finetune``; its train split for real data)."""
+    name = params["data"]["finetune"]
+    return _open(name, params, image_size, split=None if is_demo(name) else "train")

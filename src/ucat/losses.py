@@ -1,0 +1,101 @@
+"""Fine-tuning objectives: plain functions of logits / embeddings, usable outside the pipeline.
+
+Notation: ``s`` is CLIP's logit scale, ``cos = logits / s``.  UCAT reparameterises the
+zero-shot logits as Dirichlet concentrations ``alpha = exp((cos + 1) / tau') + 1e-6``
+(official code; the paper writes it without the 1e-6) and aligns the adversarial
+Dirichlet with the frozen model's clean one by the reverse KL
+``KL(Dir(alpha_adv) || Dir(alpha_ref))``, weighted by ``lambda = tau / exp(softplus(2/tau'))``.
+
+Dirichlet KLs are evaluated in float64: with tau' = 0.07 the concentrations reach
+~1e12, where the log-gamma terms (~1e13) cancel to O(1) and float32 would leave only noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+ALPHA_EPS = 1e-6
+
+
+def dirichlet_concentration(logits: torch.Tensor, logit_scale: float, tau_prime: float) -> torch.Tensor:
+    """Paper/code training map: ``alpha = exp((logits/s + 1)/tau') + 1e-6`` (float64)."""
+    cos = logits.double() / logit_scale
+    return torch.exp((cos + 1.0) / tau_prime) + ALPHA_EPS
+
+
+def code_eval_concentration(logits: torch.Tensor) -> torch.Tensor:
+    """Official code's *evaluation* map ``alpha = exp(softplus(logits)) + 1e-6`` (float64)."""
+    return torch.exp(F.softplus(logits.double())) + ALPHA_EPS
+
+
+def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Closed-form ``KL(Dir(alpha) || Dir(beta))`` per row (last dim = classes), in float64."""
+    alpha, beta = alpha.double(), beta.double()
+    a0 = alpha.sum(-1)
+    b0 = beta.sum(-1)
+    return (torch.lgamma(a0) - torch.lgamma(alpha).sum(-1)
+            - torch.lgamma(b0) + torch.lgamma(beta).sum(-1)
+            + ((alpha - beta) * (torch.digamma(alpha) - torch.digamma(a0).unsqueeze(-1))).sum(-1))
+
+
+def ucat_lambda(tau: float, tau_prime: float) -> float:
+    """Weight of the alignment term in the official code: ``tau / exp(softplus(2 / tau'))``."""
+    return tau / math.exp(F.softplus(torch.tensor(2.0 / tau_prime, dtype=torch.float64)).item())
+
+
+def prob_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """``mean_batch KL(softmax(p_logits) || softmax(q_logits))``."""
+    log_p = F.log_softmax(p_logits.float(), dim=-1)
+    log_q = F.log_softmax(q_logits.float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+
+
+def tecoa_loss(logits_adv: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """TeCoA: cross-entropy on the adversarial logits."""
+    ce = F.cross_entropy(logits_adv.float(), labels)
+    return {"loss": ce, "ce": ce}
+
+
+def ucat_loss(logits_adv, logits_ref_clean, labels, logit_scale: float, tau_prime: float, tau: float,
+              forward: bool = False) -> dict[str, torch.Tensor]:
+    """UCAT: ``CE(l_adv, y) + lambda * mean KL(Dir(alpha_adv) || Dir(alpha_ref))``.
+
+    ``forward=True`` swaps the KL arguments (the paper's ``KL(Dir(alpha) || Dir(alpha_adv))`` ablation).
+    """
+    ce = F.cross_entropy(logits_adv.float(), labels)
+    a_adv = dirichlet_concentration(logits_adv, logit_scale, tau_prime)
+    a_ref = dirichlet_concentration(logits_ref_clean.detach(), logit_scale, tau_prime)
+    kl = dirichlet_kl(a_ref, a_adv) if forward else dirichlet_kl(a_adv, a_ref)
+    align = kl.mean().to(ce.dtype)
+    return {"loss": ce + ucat_lambda(tau, tau_prime) * align, "ce": ce, "align": align}
+
+
+def prob_kl_ablation_loss(logits_adv, logits_ref_clean, labels, weight: float,
+                          reverse: bool = False) -> dict[str, torch.Tensor]:
+    """Ablations: ``CE + w * KL(p_ref(x) || p(x_adv))``, or with ``reverse`` ``KL(p(x_adv) || p_ref(x))``."""
+    ce = F.cross_entropy(logits_adv.float(), labels)
+    ref = logits_ref_clean.detach()
+    align = prob_kl(logits_adv, ref) if reverse else prob_kl(ref, logits_adv)
+    return {"loss": ce + weight * align, "ce": ce, "align": align}
+
+
+def pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, alpha: float, beta: float) -> dict[str, torch.Tensor]:
+    """PMG-AFT (its public code): ``CE(l_adv) + a KL(p_orig(x_adv) || p(x_adv)) + b KL(p(x) || p(x_adv))``.
+
+    ``logits_ref_adv``: frozen original model on the adversarial image; ``logits_clean``:
+    the trained model on the clean image (gradients flow through both of its terms).
+    """
+    ce = F.cross_entropy(logits_adv.float(), labels)
+    kl_orig = prob_kl(logits_ref_adv.detach(), logits_adv)
+    kl_clean = prob_kl(logits_clean, logits_adv)
+    align = alpha * kl_orig + beta * kl_clean
+    return {"loss": ce + align, "ce": ce, "align": align}
+
+
+def fare_loss(emb_adv: torch.Tensor, emb_ref_clean: torch.Tensor) -> dict[str, torch.Tensor]:
+    """FARE: ``mean_batch ||phi(x_adv) - phi_orig(x)||_2^2`` on un-normalised image embeddings."""
+    loss = (emb_adv.float() - emb_ref_clean.detach().float()).pow(2).sum(-1).mean()
+    return {"loss": loss, "align": loss}
