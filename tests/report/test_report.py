@@ -24,17 +24,17 @@ def make_cfg(methods, datasets, eps=(1, 2), attacks=("clean", "pgd", "cw", "auto
             "evaluate": {"attacks": list(attacks), "eps": list(eps), "pgd": {"steps": 100}, "cw": {"steps": 10}}}
 
 
-def _cell(method, dataset, attack, eps, rng, n=120, classes=10):
+def _cell(method, dataset, attack, eps, rng, n=200, classes=10):
     """Per-sample arrays and the JSON a real evaluation would write for them."""
-    strength = 0 if attack == "clean" else eps * {"pgd": 0.25, "cw": 0.22, "autoattack": 0.3}[attack]
-    skill = {"clip": 0.2, "tecoa": 0.5, "ucat": 0.65}.get(method, 0.4)
-    p_correct = np.clip(0.9 - strength * (1.2 - skill), 0.02, 0.98)
+    strength = 0 if attack == "clean" else min(1.0, eps * {"pgd": 0.45, "cw": 0.4, "autoattack": 0.5}[attack])
+    skill = {"clip": 0.1, "tecoa": 0.55, "ucat": 0.65}.get(method, 0.45)
     label = rng.integers(0, classes, n)
+    conf = np.clip(rng.beta(5 + 3 * strength * (1 - skill), 1.5 + skill, n), 1 / classes, 1.0)
+    p_correct = np.clip(conf * (1 - strength * (1 - 0.6 * skill)) - 0.05 * (1 - skill), 0, 1)
     correct = rng.random(n) < p_correct
     pred = np.where(correct, label, (label + 1 + rng.integers(0, classes - 1, n)) % classes)
-    conf = np.clip(rng.beta(6, 2, n) + 0.1 * strength * (1 - skill), 1 / classes, 1.0)
-    ent = (1 - conf) * np.log(classes) + rng.normal(0, 0.05, n)
-    eu = np.clip(0.3 * (1 - strength * (1 - skill)) * (1 - conf) + 0.05, 0, 1)
+    ent = np.clip((1 - conf) * np.log(classes) + rng.normal(0, 0.05, n), 0, None)
+    eu = np.clip((0.25 + 0.2 * skill) * (1 - conf) * (1 - 0.5 * strength * (1 - skill)) + rng.normal(0, 0.01, n), 0, 1)
     arrays = dict(label=label, pred=pred, confidence=conf, entropy=ent, aleatoric=0.9 * ent, epistemic=eu)
     edges = np.linspace(0, 1, 16)
     idx = np.clip(np.digitize(conf, edges[1:-1]), 0, 14)

@@ -21,6 +21,14 @@ from .tables import calibration_tables, comparison_tables, main_tables, missing_
 
 log = logging.getLogger(__name__)
 
+FIGURE_CAPTIONS = {
+    "reliability": "Reliability diagrams per method, clean vs each attack (bins pooled over data sets).",
+    "uncertainty_vs_eps": "Mean entropy, AU and EU against ε (0 = clean) per attack and method.",
+    "accuracy_vs_ece": "Accuracy against ECE; each method's clean and attacked points joined.",
+    "accuracy_bars": "Clean vs robust top-1 accuracy per data set and method.",
+    "training_curves": "Fine-tuning loss, adversarial training accuracy and other logged terms per step.",
+    "uncertainty_distribution": "Per-sample confidence, entropy, AU and EU histograms, clean vs attacked.",
+}
 TABLE_TITLES = {"main": "Main table: top-1 accuracy",
                 "calibration": "Calibration",
                 "uncertainty": "Uncertainty, clean vs attacked",
@@ -78,11 +86,12 @@ def _figures(res, metrics_dir, samples_dir, fig_dir: Path) -> list[Path]:
                      lambda e=e: F.distribution_figure(res, _pooled_samples(res, samples_dir, e), e)))
     paths = []
     for stem, make in jobs:
-        fig = make()
-        if fig is None:
-            log.warning("report: nothing to draw for figure %s; skipped", stem)
-            continue
-        paths += F.save(fig, fig_dir / stem)
+        with F.style():
+            fig = make()
+            if fig is None:
+                log.warning("report: nothing to draw for figure %s; skipped", stem)
+                continue
+            paths += F.save(fig, fig_dir / stem)
     return paths
 
 
@@ -116,8 +125,10 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
     pngs = [p for p in figure_paths if p.suffix == ".png"]
     if pngs:
         lines += ["## Figures", ""]
-        lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  \n`{p.stem}` "
-                  f"([PDF]({p.with_suffix('.pdf').relative_to(out).as_posix()}))\n" for p in pngs]
+        for p in pngs:
+            caption = next((c for k, c in FIGURE_CAPTIONS.items() if p.stem.startswith(k)), "")
+            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  ",
+                      f"`{p.stem}`: {caption} ([PDF]({p.with_suffix('.pdf').relative_to(out).as_posix()}))", ""]
     if missing:
         lines += ["## Missing cells", ""]
         lines += [f"- {m} / {d} / {a} ε={e}: {reason}" for m, d, a, e, reason in missing]

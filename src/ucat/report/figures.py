@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .load import Results  # noqa: E402
@@ -25,10 +26,17 @@ METHOD_COLOURS = {"clip": "#7f7f7f", "tecoa": "#1f77b4", "fare": "#ff7f0e", "pmg
 _SPARE = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
 COND_STYLE = {"clean": ("#222222", "o", None), "pgd": ("#d95f02", "^", "///"),
               "cw": ("#7570b3", "s", "\\\\\\"), "autoattack": ("#1b9e77", "D", "xxx")}
-UNC = (("entropy", "Entropy"), ("aleatoric", "Aleatoric uncertainty (AU)"), ("epistemic", "Epistemic uncertainty (EU)"))
+UNC = (("entropy", "Predictive entropy"), ("aleatoric", "Aleatoric uncertainty (AU)"),
+       ("epistemic", "Epistemic uncertainty (EU)"))
+SHORT = {"confidence": "Confidence", "entropy": "Entropy", "aleatoric": "AU", "epistemic": "EU"}
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-         "grid.alpha": 0.3, "figure.dpi": 110, "savefig.dpi": 150}
+         "grid.alpha": 0.3, "figure.dpi": 110, "savefig.dpi": 150, "hatch.linewidth": 0.6}
+
+
+def style():
+    """The house style as a context: every figure is made and saved inside it."""
+    return plt.rc_context(STYLE)
 
 
 def method_colour(method: str, methods=()) -> str:
@@ -59,6 +67,15 @@ def _grid(n: int, ncols: int, w: float, h: float):
     return fig, axes.flat[:n]
 
 
+def _layout(fig, title: str, bottom: float = 0.0, right: float = 0.0) -> None:
+    """tight_layout leaving fixed margins (inches) for the title on top and a figure legend at the
+    bottom or right; the title is placed afterwards so the layout never has to guess its size."""
+    w, h = fig.get_size_inches()
+    top = 0.12 + 0.2 * (title.count("\n") + 1)
+    fig.tight_layout(rect=(0, bottom / h, 1 - right / w, 1 - top / h))
+    fig.suptitle(title, y=1 - 0.06 / h, va="top", fontsize=10)
+
+
 def _cond_label(res: Results, attack: str, eps: int) -> str:
     return res.setting.label(attack, None if attack == "clean" else eps)
 
@@ -66,7 +83,7 @@ def _cond_label(res: Results, attack: str, eps: int) -> str:
 # --- reliability ---------------------------------------------------------------------------
 
 def pooled_bins(res: Results, method: str, attack: str, eps: int):
-    """Reliability bins pooled over data sets (count-weighted): (conf, acc, count) per non-empty bin."""
+    """Reliability bins pooled over data sets (count-weighted): (conf, acc, count, bin index) of non-empty bins."""
     tot = acc = conf = None
     for d in res.setting.datasets:
         cell = res.cells.get((method, d, attack, eps))
@@ -85,35 +102,53 @@ def pooled_bins(res: Results, method: str, attack: str, eps: int):
         conf += np.nan_to_num(c) * n
     if tot is None or tot.sum() == 0:
         return None
-    keep = tot > 0
-    return conf[keep] / tot[keep], acc[keep] / tot[keep], tot[keep]
+    keep = np.flatnonzero(tot > 0)
+    return conf[keep] / tot[keep], acc[keep] / tot[keep], tot[keep], keep
 
 
 def reliability_figure(res: Results, eps: int):
+    """Rows = methods, columns = clean and each attack at ε: bars of per-bin accuracy
+    against the diagonal, the gap shaded, ECE (pooled over data sets) in the corner."""
     s = res.setting
-    fig, axes = _grid(len(s.methods), 4, 3.3, 3.3)
+    conds = s.conditions(eps)
+    fig, axes = plt.subplots(len(s.methods), len(conds), figsize=(2.5 * len(conds) + 0.4, 2.5 * len(s.methods) + 0.5),
+                             squeeze=False, sharex=True, sharey=True)
     drawn = False
-    for ax, m in zip(axes, s.methods):
-        ax.plot([0, 1], [0, 1], ls="--", c="#999999", lw=1, label="_perfect")
-        for a, e in s.conditions(eps):
+    for i, (row, m) in enumerate(zip(axes, s.methods)):
+        colour = method_colour(m, s.methods)
+        for j, (ax, (a, e)) in enumerate(zip(row, conds)):
+            ax.plot([0, 1], [0, 1], ls="--", c="#555555", lw=0.9)
             b = pooled_bins(res, m, a, e)
+            cell = (res.setting.datasets and res.cells.get((m, res.setting.datasets[0], a, e))) or {}
+            edges = np.asarray(cell.get("reliability", {}).get("bin_edges") or np.linspace(0, 1, 16))
             if b is None:
-                continue
-            conf, acc, n = b
-            ece = 100 * np.sum(n * np.abs(acc - conf)) / n.sum()
-            colour, marker, _ = COND_STYLE[a]
-            ax.plot(conf, acc, c=colour, lw=1.4, alpha=0.9)
-            ax.scatter(conf, acc, s=8 + 120 * n / n.sum(), c=colour, marker=marker, edgecolors="white",
-                       linewidths=0.5, zorder=3, label=f"{_cond_label(res, a, e)}  ECE {ece:.1f}%")
-            drawn = True
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal", title=method_name(m),
-               xlabel="Confidence (mean of bin)", ylabel="Accuracy in bin")
-        ax.title.set_color(method_colour(m, s.methods))
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", frameon=True, framealpha=0.85, handletextpad=0.3, markerscale=0.8)
-    fig.suptitle(f"Reliability diagrams, clean vs adversarial (ε = {eps}/255), pooled over data sets; "
-                 "marker area ∝ samples in bin", fontsize=10)
-    fig.tight_layout()
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", color="#b00000", transform=ax.transAxes)
+            else:
+                conf, acc, n, k = b
+                left, width = edges[:-1][k], np.diff(edges)[k]
+                ax.bar(left, acc, width, align="edge", color=colour, alpha=0.85, edgecolor="white", lw=0.5,
+                       label="accuracy")
+                ax.bar(left, conf - acc, width, bottom=acc, align="edge", color="none", edgecolor="#b00000",
+                       hatch="////", lw=0.6, label="gap to confidence")
+                ece = 100 * np.sum(n * np.abs(acc - conf)) / n.sum()
+                ax.text(0.04, 0.95, f"ECE {ece:.1f}%\nn = {int(n.sum())}", transform=ax.transAxes, va="top",
+                        fontsize=8, bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="#cccccc", alpha=0.9))
+                drawn = True
+            ax.set(xlim=(0, 1), ylim=(0, 1))
+            ax.set_aspect("equal")
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(_cond_label(res, a, e))
+            if i == len(s.methods) - 1:
+                ax.set_xlabel("Confidence")
+            if j == 0:
+                ax.set_ylabel(f"{method_name(m)}\nAccuracy", color=colour, fontweight="bold")
+    handles = [Patch(facecolor="#888888", label="accuracy in bin (method colour)"),
+               Patch(facecolor="none", edgecolor="#b00000", hatch="////", label="gap to mean confidence"),
+               Line2D([], [], ls="--", c="#555555", label="perfect calibration")]
+    _layout(fig, f"Reliability diagrams, clean vs adversarial (ε = {eps}/255), 15 bins pooled over data sets",
+            bottom=0.35)
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
     return fig if drawn else plt.close(fig)
 
 
@@ -124,7 +159,8 @@ def uncertainty_figure(res: Results):
     if not s.has_clean or not s.attacks:
         return None
     xs = [0, *s.eps]
-    fig, axes = plt.subplots(len(s.attacks), 3, figsize=(10.5, 2.8 * len(s.attacks) + 0.6), squeeze=False)
+    height = 2.8 * len(s.attacks) + 0.7
+    fig, axes = plt.subplots(len(s.attacks), 3, figsize=(10.5, height), squeeze=False)
     drawn = False
     for row, a in zip(axes, s.attacks):
         for ax, (key, label) in zip(row, UNC):
@@ -137,11 +173,10 @@ def uncertainty_figure(res: Results):
                     drawn = True
             ax.set_xticks(xs, ["0\n(clean)", *map(str, s.eps)])
             ax.set(xlabel=f"{s.label(a)} ε (×1/255)", ylabel=label)
-            ax.set_title(f"{label.split(' (')[0]} under {s.label(a)}")
+            ax.set_title(f"{SHORT[key]} under {s.label(a)}")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle("Predictive uncertainty against attack strength (mean over data sets): "
-                 "a drop under attack means the attack suppresses uncertainty", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _layout(fig, "Predictive uncertainty against attack strength (mean over data sets): "
+            "a drop under attack means the attack suppresses uncertainty", bottom=0.35)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6) or 1, frameon=False)
     return fig if drawn else plt.close(fig)
 
@@ -151,6 +186,8 @@ def uncertainty_figure(res: Results):
 def accuracy_ece_figure(res: Results):
     s = res.setting
     fig, axes = _grid(len(s.eps), 3, 4.6, 4.0)
+    legend_w = 1.7
+    fig.set_figwidth(fig.get_figwidth() + legend_w)
     drawn = False
     for ax, eps in zip(axes, s.eps):
         for m in s.methods:
@@ -166,13 +203,13 @@ def accuracy_ece_figure(res: Results):
                            zorder=3)
                 drawn = True
         ax.set(xlabel="ECE (%, lower is better)", ylabel="Top-1 accuracy (%)",
-               title=f"Accuracy vs calibration, ε = {eps}/255")
+               title=f"ε = {eps}/255")
         ax.margins(0.12)
     method_handles = [Line2D([], [], c=method_colour(m, s.methods), lw=2, label=method_name(m)) for m in s.methods]
     cond_handles = [Line2D([], [], ls="", marker=COND_STYLE[a][1], mfc="white", mec="black", label=s.label(a))
                     for a, _ in s.conditions(s.eps[0])]
-    fig.suptitle("Mean over data sets; clean and attacked points of a method are joined", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.8 if len(s.eps) == 1 else 0.86, 1))
+    _layout(fig, "Accuracy vs calibration error, mean over data sets (upper left is better)\n"
+            "a method's clean and attacked points are joined", right=legend_w)
     fig.legend(handles=method_handles + cond_handles, loc="center right", frameon=False)
     return fig if drawn else plt.close(fig)
 
@@ -183,7 +220,7 @@ def accuracy_bars_figure(res: Results, eps: int):
     s = res.setting
     conds = s.conditions(eps)
     panels = [*s.datasets, "average"]
-    fig, axes = _grid(len(panels), 3, max(3.2, 0.55 * len(s.methods) * len(conds) / 2 + 1.2), 3.0)
+    fig, axes = _grid(len(panels), 3, 1.0 + (0.16 * len(conds) + 0.2) * len(s.methods), 2.9)
     width = 0.8 / len(conds)
     x = np.arange(len(s.methods))
     for ax, d in zip(axes, panels):
@@ -192,28 +229,32 @@ def accuracy_bars_figure(res: Results, eps: int):
             pos = x - 0.4 + width * (j + 0.5)
             colours = [method_colour(m, s.methods) for m in s.methods]
             hatch = COND_STYLE[a][2]
-            ax.bar(pos, [0 if v is None else v for v in vals], width, color=colours, alpha=1.0 if a == "clean" else 0.45,
-                   hatch=hatch, edgecolor="white" if hatch is None else "black", linewidth=0.4)
+            ax.bar(pos, [0 if v is None else v for v in vals], width, color=colours,
+                   alpha=1.0 if a == "clean" else 0.55, hatch=hatch, edgecolor="#333333" if hatch else "white",
+                   linewidth=0.3)
             for p, v in zip(pos, vals):
                 if v is None:
                     ax.text(p, 2, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="#b00000")
-        ax.set_xticks(x, [method_name(m) for m in s.methods], rotation=30 if len(s.methods) > 3 else 0, ha="right"
-                      if len(s.methods) > 3 else "center")
+        tilt = len(s.methods) > 3
+        ax.set_xticks(x, [method_name(m) for m in s.methods], rotation=25 if tilt else 0,
+                      ha="right" if tilt else "center", rotation_mode="anchor")
         ax.set(ylim=(0, 100), ylabel="Top-1 accuracy (%)",
                title="Average over data sets" if d == "average" else dataset_name(d))
         ax.grid(axis="x", visible=False)
     handles = [Patch(facecolor="#bbbbbb" if a != "clean" else "#666666", hatch=COND_STYLE[a][2],
-                     edgecolor="black", linewidth=0.4, label=s.label(a)) for a, _ in conds]
-    fig.suptitle(f"Clean vs robust top-1 accuracy per data set (ε = {eps}/255); bar colour = method", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+                     edgecolor="#333333", linewidth=0.3, label=s.label(a)) for a, _ in conds]
+    _layout(fig, f"Clean vs robust top-1 accuracy per data set (ε = {eps}/255); bar colour = method",
+            bottom=0.35)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     return fig
 
 
 # --- training curves --------------------------------------------------------------------------
 
-TRAIN_PANELS = (("loss", "Training loss"), ("adv_acc", "Adversarial accuracy on training batches (%)"),
-                ("ce", "Cross-entropy term"), ("align", "Alignment term"), ("lr", "Learning rate"))
+TRAIN_PANELS = (("loss", "Training loss", "Loss"),
+                ("adv_acc", "Adversarial accuracy on training batches", "Top-1 accuracy (%)"),
+                ("ce", "Cross-entropy term", "Loss"), ("align", "Alignment term", "Loss"),
+                ("lr", "Learning-rate schedule", "Learning rate"))
 
 
 def _smooth(y: np.ndarray) -> np.ndarray:
@@ -226,11 +267,11 @@ def _smooth(y: np.ndarray) -> np.ndarray:
 
 def training_figure(logs: dict, methods):
     """``logs``: {method: {name: (steps, values)}}; methods without logs are not fine-tuned."""
-    names = [(n, label) for n, label in TRAIN_PANELS if any(n in lg for lg in logs.values())]
-    if not names:
+    panels = [p for p in TRAIN_PANELS if any(p[0] in lg for lg in logs.values())]
+    if not panels:
         return None
-    fig, axes = _grid(len(names), 2, 4.8, 3.2)
-    for ax, (name, label) in zip(axes, names):
+    fig, axes = _grid(len(panels), 2, 4.8, 3.2)
+    for ax, (name, title, ylabel) in zip(axes, panels):
         for m in methods:
             if name not in logs.get(m, {}):
                 continue
@@ -238,16 +279,15 @@ def training_figure(logs: dict, methods):
             if name == "adv_acc" and np.nanmax(vals) <= 1.0:
                 vals = 100 * vals
             colour = method_colour(m, methods)
-            smooth = _smooth(vals)
-            if smooth is not vals:
+            line = vals if name == "lr" else _smooth(vals)   # the schedule is exact: no smoothing
+            if line is not vals:
                 ax.plot(steps, vals, c=colour, lw=0.8, alpha=0.25)
-            ax.plot(steps, smooth, c=colour, lw=1.6, label=method_name(m))
+            ax.plot(steps, line, c=colour, lw=1.6, label=method_name(m))
         if name == "lr":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        ax.set(xlabel="Optimisation step", ylabel=label, title=label)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1e}"))
+        ax.set(xlabel="Optimisation step", ylabel=ylabel, title=title)
         ax.legend(loc="best", frameon=True, framealpha=0.85)
-    fig.suptitle("Fine-tuning curves (faint: raw per step; solid: moving average)", fontsize=10)
-    fig.tight_layout()
+    _layout(fig, "Fine-tuning curves (faint: raw per step; solid: moving average)")
     return fig
 
 
@@ -273,10 +313,9 @@ def distribution_figure(res: Results, samples: dict, eps: int):
                     ax.hist(v[np.isfinite(v)], bins=bins, density=True, histtype="step", lw=1.5,
                             color=COND_STYLE[a][0], label=_cond_label(res, a, e))
             ax.set(xlabel=label, ylabel="Density")
-            ax.set_title(f"{method_name(m)}: {label.split(' (')[0]}", color=method_colour(m, s.methods))
+            ax.set_title(f"{method_name(m)}: {SHORT[key]}", color=method_colour(m, s.methods))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle(f"Per-sample distributions, clean vs adversarial (ε = {eps}/255), pooled over data sets",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0.05 if len(methods) < 4 else 0.025, 1, 1))
+    _layout(fig, f"Per-sample distributions, clean vs adversarial (ε = {eps}/255), pooled over data sets",
+            bottom=0.35)
     fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, frameon=False)
     return fig

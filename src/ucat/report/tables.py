@@ -136,7 +136,7 @@ def comparison_tables(res: Results, pairing: Pairing) -> tuple[list[Table], list
     long = comparison_long(res, pairing)
     cells = Table("Published cells with a reproduced counterpart",
                   ["Table", "Method", "Dataset", "Attack", "ε", "Metric", "Reproduced", "Paper", "Diff"],
-                  [[r["table"], method_name(r["method"]), dataset_name(r["dataset"]), r["attack"], str(r["eps"]),
+                  [[r["table"], method_name(r["method"]), dataset_name(r["dataset"]), s.label(r["attack"]), str(r["eps"]),
                     r["metric"], _num(r["reproduced"]), _num(r["paper"]), _num(r["diff"], signed=True)]
                    for r in long], label_cols=6,
                   note="" if long else "No reproduced cell was run in a setting the paper reports.")
