@@ -81,9 +81,8 @@ def _figures(res, metrics_dir, samples_dir, fig_dir: Path) -> list[Path]:
     jobs += [(f"accuracy_bars_eps{e}", lambda e=e: F.accuracy_bars_figure(res, e)) for e in s.eps]
     logs = {m: load_train_logs(metrics_dir, m) for m in s.methods}
     jobs.append(("training_curves", lambda: F.training_figure(logs, s.methods)))
-    for e in s.eps:
-        jobs.append((f"uncertainty_distribution_eps{e}",
-                     lambda e=e: F.distribution_figure(res, _pooled_samples(res, samples_dir, e), e)))
+    samples = _pooled_samples(res, samples_dir)
+    jobs += [(f"uncertainty_distribution_eps{e}", lambda e=e: F.distribution_figure(res, samples, e)) for e in s.eps]
     paths = []
     for stem, make in jobs:
         with F.style():
@@ -95,11 +94,11 @@ def _figures(res, metrics_dir, samples_dir, fig_dir: Path) -> list[Path]:
     return paths
 
 
-def _pooled_samples(res, samples_dir, eps: int) -> dict:
-    """Per-sample arrays of every (method, condition) at one ε, concatenated over data sets."""
+def _pooled_samples(res, samples_dir) -> dict:
+    """Per-sample arrays of every (method, attack, ε), concatenated over data sets."""
     s, out = res.setting, {}
     for m in s.methods:
-        for a, e in s.conditions(eps):
+        for a, e in s.conditions():
             parts = [z for d in s.datasets if (z := load_samples(samples_dir, m, d, a, e))]
             keys = set.intersection(*(set(z) for z in parts)) if parts else set()
             if keys:

@@ -58,10 +58,10 @@ def save(fig, stem) -> list:
     return paths
 
 
-def _grid(n: int, ncols: int, w: float, h: float):
+def _grid(n: int, ncols: int, w: float, h: float, share: bool = False):
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False, sharex=share, sharey=share)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
@@ -83,27 +83,29 @@ def _cond_label(res: Results, attack: str, eps: int) -> str:
 # --- reliability ---------------------------------------------------------------------------
 
 def pooled_bins(res: Results, method: str, attack: str, eps: int):
-    """Reliability bins pooled over data sets (count-weighted): (conf, acc, count, bin index) of non-empty bins."""
-    tot = acc = conf = None
+    """Reliability bins pooled over data sets (count-weighted), or None if no cell has bins.
+
+    Returns (edges, conf, acc, count, index) for the non-empty bins; cells binned
+    differently from the first one are left out of the pool.
+    """
+    edges = tot = acc = conf = None
     for d in res.setting.datasets:
-        cell = res.cells.get((method, d, attack, eps))
-        rel = (cell or {}).get("reliability")
+        rel = (res.cells.get((method, d, attack, eps)) or {}).get("reliability")
         if not rel:
             continue
         n = np.asarray(rel["bin_count"], float)
-        a = np.array([np.nan if v is None else v for v in rel["bin_accuracy"]], float)
-        c = np.array([np.nan if v is None else v for v in rel["bin_confidence"]], float)
         if tot is None:
+            edges = np.asarray(rel.get("bin_edges") or np.linspace(0, 1, len(n) + 1), float)
             tot, acc, conf = np.zeros_like(n), np.zeros_like(n), np.zeros_like(n)
         if n.shape != tot.shape:
             continue
         tot += n
-        acc += np.nan_to_num(a) * n
-        conf += np.nan_to_num(c) * n
+        acc += np.array([0.0 if v is None else v for v in rel["bin_accuracy"]], float) * n
+        conf += np.array([0.0 if v is None else v for v in rel["bin_confidence"]], float) * n
     if tot is None or tot.sum() == 0:
         return None
     keep = np.flatnonzero(tot > 0)
-    return conf[keep] / tot[keep], acc[keep] / tot[keep], tot[keep], keep
+    return edges, conf[keep] / tot[keep], acc[keep] / tot[keep], tot[keep], keep
 
 
 def reliability_figure(res: Results, eps: int):
@@ -119,19 +121,19 @@ def reliability_figure(res: Results, eps: int):
         for j, (ax, (a, e)) in enumerate(zip(row, conds)):
             ax.plot([0, 1], [0, 1], ls="--", c="#555555", lw=0.9)
             b = pooled_bins(res, m, a, e)
-            cell = (res.setting.datasets and res.cells.get((m, res.setting.datasets[0], a, e))) or {}
-            edges = np.asarray(cell.get("reliability", {}).get("bin_edges") or np.linspace(0, 1, 16))
             if b is None:
                 ax.text(0.5, 0.5, "n/a", ha="center", va="center", color="#b00000", transform=ax.transAxes)
             else:
-                conf, acc, n, k = b
+                edges, conf, acc, n, k = b
                 left, width = edges[:-1][k], np.diff(edges)[k]
                 ax.bar(left, acc, width, align="edge", color=colour, alpha=0.85, edgecolor="white", lw=0.5,
                        label="accuracy")
                 ax.bar(left, conf - acc, width, bottom=acc, align="edge", color="none", edgecolor="#b00000",
                        hatch="////", lw=0.6, label="gap to confidence")
                 ece = 100 * np.sum(n * np.abs(acc - conf)) / n.sum()
-                ax.text(0.04, 0.95, f"ECE {ece:.1f}%\nn = {int(n.sum())}", transform=ax.transAxes, va="top",
+                used = sum((m, d, a, e) in res.cells for d in s.datasets)
+                partial = f"\n{used}/{len(s.datasets)} data sets" if used < len(s.datasets) else ""
+                ax.text(0.04, 0.95, f"ECE {ece:.1f}%\nn = {int(n.sum())}{partial}", transform=ax.transAxes, va="top",
                         fontsize=8, bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="#cccccc", alpha=0.9))
                 drawn = True
             ax.set(xlim=(0, 1), ylim=(0, 1))
@@ -146,8 +148,8 @@ def reliability_figure(res: Results, eps: int):
     handles = [Patch(facecolor="#888888", label="accuracy in bin (method colour)"),
                Patch(facecolor="none", edgecolor="#b00000", hatch="////", label="gap to mean confidence"),
                Line2D([], [], ls="--", c="#555555", label="perfect calibration")]
-    _layout(fig, f"Reliability diagrams, clean vs adversarial (ε = {eps}/255), 15 bins pooled over data sets",
-            bottom=0.35)
+    _layout(fig, f"Reliability diagrams, clean vs adversarial (ε = {eps}/255); bins pooled over data sets, "
+            "ECE of the pooled bins", bottom=0.35)
     fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
     return fig if drawn else plt.close(fig)
 
@@ -185,7 +187,7 @@ def uncertainty_figure(res: Results):
 
 def accuracy_ece_figure(res: Results):
     s = res.setting
-    fig, axes = _grid(len(s.eps), 3, 4.6, 4.0)
+    fig, axes = _grid(len(s.eps), 3, 4.6, 4.0, share=True)   # shared axes: panels compare across ε
     legend_w = 1.7
     fig.set_figwidth(fig.get_figwidth() + legend_w)
     drawn = False
