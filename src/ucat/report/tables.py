@@ -9,7 +9,7 @@ one, so nothing is written for a published cell that does not exist.
 from __future__ import annotations
 
 from .load import Results
-from .reference import ABLATIONS, AVERAGE, HARMONIC, Pairing, paper_dataset, table_methods
+from .reference import ABLATIONS, AVERAGE, HARMONIC, Pairing, paper_dataset, paper_method, table_methods
 from .render import NA, NONE, Table, fmt, long_row, paired
 
 METHOD_NAMES = {"clip": "CLIP", "tecoa": "TeCoA", "fare": "FARE", "pmg_aft": "PMG-AFT",
@@ -124,7 +124,7 @@ def comparison_long(res: Results, pairing: Pairing) -> list[dict]:
     s, rows = res.setting, []
     for table in ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg"):
         known = set(table_methods(table))
-        methods = [m for m in s.methods if (ABLATIONS.get(m, m)) in known]
+        methods = [m for m in s.methods if paper_method(m) in known]
         cand = accuracy_long(res, pairing, table, methods, source=lambda m, t=table: t)
         rows += [r for r in cand if r["paper"] != ""]
     return rows
