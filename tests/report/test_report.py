@@ -45,7 +45,7 @@ def _cell(method, dataset, attack, eps, rng, n=200, classes=10):
     cell = {"method": method, "dataset": dataset, "attack": attack, "eps": eps, "n": n, "num_classes": classes,
             "accuracy": float(correct.mean()), "ece": float(ece), "nll": 1.0, "brier": 0.5,
             "confidence": float(conf.mean()), "entropy": float(ent.mean()), "aleatoric": float(0.9 * ent.mean()),
-            "epistemic": float(eu.mean()),
+            "epistemic": float(eu.mean()), "uncertainty_convention": "paper",
             "reliability": {"bin_edges": edges.tolist(), "bin_accuracy": acc_b, "bin_confidence": conf_b,
                             "bin_count": count.tolist()}}
     return cell, arrays

@@ -28,6 +28,8 @@ COND_STYLE = {"clean": ("#222222", "o", None), "pgd": ("#d95f02", "^", "///"),
               "cw": ("#7570b3", "s", "\\\\\\"), "autoattack": ("#1b9e77", "D", "xxx")}
 UNC = (("entropy", "Predictive entropy"), ("aleatoric", "Aleatoric uncertainty (AU)"),
        ("epistemic", "Epistemic uncertainty (EU)"))
+UNITS = {("paper", "entropy"): "nats", ("paper", "aleatoric"): "nats", ("code", "entropy"): "÷ log C",
+         ("code", "aleatoric"): "÷ log C", ("code", "epistemic"): "÷ log C"}   # paper EU = C/(α₀+C): no unit
 SHORT = {"confidence": "Confidence", "entropy": "Entropy", "aleatoric": "AU", "epistemic": "EU"}
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
@@ -174,7 +176,8 @@ def uncertainty_figure(res: Results):
                             label=method_name(m))
                     drawn = True
             ax.set_xticks(xs, ["0\n(clean)", *map(str, s.eps)])
-            ax.set(xlabel=f"{s.label(a)} ε (×1/255)", ylabel=label)
+            unit = UNITS.get((res.convention(), key))
+            ax.set(xlabel=f"{s.label(a)} ε (×1/255)", ylabel=f"{label}, {unit}" if unit else label)
             ax.set_title(f"{SHORT[key]} under {s.label(a)}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     _layout(fig, "Predictive uncertainty against attack strength (mean over data sets): "

@@ -88,6 +88,11 @@ class Results:
             return None
         return scale * sum(vals) / len(vals)
 
+    def convention(self) -> str | None:
+        """The cells' common ``uncertainty_convention`` ("paper" or "code"); None if unknown or mixed."""
+        found = {c.get("uncertainty_convention") for c in self.cells.values()}
+        return found.pop() if len(found) == 1 else None
+
     def harmonic(self, method: str, attack: str, eps: int) -> float | None:
         """H(clean average, robust average) in %, as in the paper's main table."""
         a, b = self.mean(method, "clean", 0), self.mean(method, attack, eps)

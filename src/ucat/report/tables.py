@@ -17,6 +17,9 @@ METHOD_NAMES = {"clip": "CLIP", "tecoa": "TeCoA", "fare": "FARE", "pmg_aft": "PM
                 "kl_prob_forward": "CE+KL(p‖p_adv)", "kl_prob_reverse": "CE+KL(p_adv‖p)",
                 "kl_dir_forward": "CE+KL(Dir‖Dir_adv)"}
 ABLATION_ORDER = ("clip", "tecoa", *ABLATIONS, "ucat")   # the paper's ablation row order
+CONVENTIONS = {"paper": "paper convention, entropy and AU in nats, EU = C/(α₀ + C) in (0, 1]",
+               "code": "official-code convention, each divided by log C",
+               None: "convention not recorded or mixed"}
 UNCERTAINTY = (("confidence", "Conf (%)", 100.0), ("entropy", "Entropy", 1.0),
                ("aleatoric", "AU", 1.0), ("epistemic", "EU", 1.0))
 
@@ -102,7 +105,8 @@ def uncertainty_tables(res: Results) -> tuple[list[Table], list[dict]]:
     s = res.setting
     t = Table("Mean accuracy, confidence and uncertainty, averaged over data sets",
               ["Method", "Condition", "Acc (%)", *(label for _, label, _ in UNCERTAINTY)], label_cols=2,
-              note="Entropy, AU and EU as logged by the evaluation stage; per-dataset values are in uncertainty.csv.")
+              note=f"Entropy, AU and EU as logged by the evaluation stage: {CONVENTIONS.get(res.convention(), CONVENTIONS[None])}. "
+                   "Per-dataset values are in uncertainty.csv.")
     rows = []
     for m in s.methods:
         block = []
