@@ -422,6 +422,9 @@ class _Adapter:
     def trees(self, d: Path, split: str) -> list[Path]:
         return []
 
+    def check(self, spec: DatasetSpec, idx: _Index) -> None:
+        """Checks that need the class list to be right first."""
+
 
 class _Tiny(_Adapter):
     splits, top = ("train", "val"), ("tiny-imagenet-200",)
@@ -662,10 +665,12 @@ class _Caltech(_Adapter):
             ds = self.cls(str(d), download=False)
         paths = [str(folder / ds.categories[y] / self.pattern(ds.categories[y], y, i))
                  for y, i in zip(ds.y, ds.index)]
-        for p in paths:  # torchvision infers file names from counts: make gaps loud, here
+        return _Index(ds, [int(y) for y in ds.y], paths, list(ds.categories), folder)
+
+    def check(self, spec, idx):
+        for p in idx.paths:  # torchvision infers file names from counts: make gaps loud, here
             if not os.path.isfile(p):
                 raise _missing(spec, Path(p), "expected by torchvision's file numbering but missing")
-        return _Index(ds, [int(y) for y in ds.y], paths, list(ds.categories), folder)
 
     def trees(self, d, split):
         return [d / self.sub / self.folder]
@@ -867,6 +872,7 @@ def _index(spec: DatasetSpec, d: Path, split: str, md5_checked: list[str] | None
     bad = [v for v in idx.labels if not 0 <= v < spec.num_classes]
     if bad:
         raise DataError(f"{spec.name}: label {bad[0]} out of range [0, {spec.num_classes}) in {idx.location}")
+    ad.check(spec, idx)
     return idx
 
 
