@@ -74,7 +74,7 @@ def pretrain_demo(params: dict, device: torch.device, progress: bool = True):
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
     meta = {"source": "demo", "steps": cfg["steps"], "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-            "seconds": round(time.time() - start, 1), "logit_scale": float(model.logit_scale.exp())}
+            "seconds": round(time.time() - start, 1), "logit_scale": float(model.logit_scale.detach().exp())}
     return model.eval(), arch, meta
 
 

@@ -1,0 +1,222 @@
+"""``ucat``: one subcommand per pipeline stage (Snakemake and DVC call only these).
+
+Every subcommand reads its settings from ``params.yaml`` (``--params`` to use another
+file, ``--set key.sub=value`` to override one value) and exits with a one-line
+``error: ...`` naming the bad key or file on bad input, having written nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, paths
+from .errors import UcatError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, e.g. --set ucat.tau_prime=0.1 (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _setup(args):
+    from . import config
+
+    params = config.load(args.params, args.overrides)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from .models import resolve_device
+
+    return params, resolve_device(params["run"]["device"])
+
+
+def cmd_check(args) -> int:
+    from . import config
+
+    params = config.load(args.params, args.overrides)
+    cells = paths.eval_cells(params)
+    print(f"{args.params}: valid. {len(params['methods'])} methods x {len(params['data']['datasets'])} data sets "
+          f"-> {len(cells)} evaluation cells; backbone source: {params['backbone']['source']}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data
+
+    params, _ = _setup(args)
+    names = args.names or paths.data_sets(params)
+    for name in names:
+        manifest = data.prepare(name, params)
+        counts = ", ".join(f"{k}: {v}" for k, v in manifest.get("num_samples", {}).items())
+        print(f"{name}: ready in {paths.data_dir(params, name)} ({counts})")
+    return 0
+
+
+def cmd_backbone(args) -> int:
+    from . import backbone
+
+    params, device = _setup(args)
+    meta = backbone.build(params, args.out, device, progress=not args.quiet)
+    print(f"backbone written to {args.out}: {json.dumps(meta)}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from . import methods, train
+
+    params, device = _setup(args)
+    methods.get(args.method)
+    m = args.method
+    meta = train.finetune(
+        params, m, args.backbone, args.out or paths.FINETUNED.format(method=m),
+        args.checkpoint_dir or paths.CHECKPOINTS.format(method=m), args.live_dir or paths.TRAIN_LIVE.format(method=m),
+        device, progress=not args.quiet, stop_after_steps=args.stop_after_steps)
+    print(f"finetune {m}: {json.dumps(meta)}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate, methods
+
+    params, device = _setup(args)
+    methods.get(args.method)
+    cell = dict(method=args.method, dataset=args.dataset, attack=args.attack, eps=0 if args.attack == "clean" else args.eps)
+    checkpoint = args.checkpoint or paths.model_for(args.method)
+    summary, samples = evaluate.evaluate(params, checkpoint, args.dataset, args.attack, args.eps, device,
+                                         method=args.method, progress=not args.quiet)
+    evaluate.write_outputs(summary, samples, args.out_json or paths.EVAL_JSON.format(**cell),
+                           args.out_npz or paths.EVAL_NPZ.format(**cell))
+    print(f"{args.method}/{args.dataset}/{args.attack}@{cell['eps']}/255: acc {summary['accuracy']:.4f} "
+          f"ece {summary['ece']:.4f} ({summary['images_per_second']} img/s)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from . import config
+    from .report import build_report
+
+    params = config.load(args.params, args.overrides)
+    build_report(params, metrics_dir=args.metrics_dir, samples_dir=args.samples_dir, out_dir=args.out,
+                 summary_path=args.summary)
+    print(f"report written to {args.out}/ and {args.summary}")
+    return 0
+
+
+def cmd_dvc_yaml(args) -> int:
+    from . import config, workflow
+
+    params = config.load(args.params, args.overrides)
+    text = workflow.render_dvc_yaml(params)
+    target = Path(args.out)
+    if args.check:
+        if not target.is_file() or target.read_text() != text:
+            print(f"error: {target} is out of date with {args.params}; run `ucat dvc-yaml`", file=sys.stderr)
+            return 1
+        print(f"{target} is up to date")
+        return 0
+    from .io import write_text
+
+    write_text(target, text)
+    print(f"wrote {target}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import attacks, methods
+
+    parser = argparse.ArgumentParser(
+        prog="ucat", description="Calibrated zero-shot adversarial robustness of CLIP (UCAT): pipeline stages.",
+        epilog="Stages in order: data -> backbone -> finetune -> evaluate -> report. "
+               "`snakemake --cores all` or `dvc repro` runs them all.")
+    parser.add_argument("--version", action="version", version=f"ucat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate the parameters file and print the job matrix")
+    _common(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("data", help="generate (demo) or download and verify data sets into data.root")
+    p.add_argument("names", nargs="*", help="data sets (default: every set the parameters need)")
+    _common(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("backbone", help="pretrain the demo CLIP or download open_clip weights to a local file")
+    p.add_argument("--out", default=paths.BACKBONE, help="checkpoint to write (default: %(default)s)")
+    _common(p)
+    p.set_defaults(func=cmd_backbone)
+
+    p = sub.add_parser("finetune", help="adversarially fine-tune the image tower with one method",
+                       description="Methods: " + "; ".join(f"{m.name}: {m.description}" for m in methods.METHODS.values()
+                                                           if m.finetuned))
+    p.add_argument("method", help=f"one of {', '.join(m for m, s in methods.METHODS.items() if s.finetuned)}")
+    p.add_argument("--backbone", default=paths.BACKBONE, help="backbone checkpoint (default: %(default)s)")
+    p.add_argument("--out", help=f"fine-tuned checkpoint (default: {paths.FINETUNED})")
+    p.add_argument("--checkpoint-dir", help=f"resumable training state (default: {paths.CHECKPOINTS})")
+    p.add_argument("--live-dir", help=f"dvclive metrics (default: {paths.TRAIN_LIVE})")
+    p.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)
+    _common(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="attack one (method, data set, attack, eps) cell and score it")
+    p.add_argument("--method", required=True, help=f"one of {', '.join(methods.METHODS)}")
+    p.add_argument("--dataset", required=True, help="a data set name (see `ucat data --help`)")
+    p.add_argument("--attack", required=True, choices=attacks.ATTACKS)
+    p.add_argument("--eps", type=int, default=0, help="l-inf budget in units of 1/255 (ignored for clean)")
+    p.add_argument("--checkpoint", help="model to evaluate (default: the method's fine-tuned model, or the backbone for clip)")
+    p.add_argument("--out-json", help=f"metrics (default: {paths.EVAL_JSON})")
+    p.add_argument("--out-npz", help=f"per-sample arrays (default: {paths.EVAL_NPZ})")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="tables, figures and metrics/summary.json from the evaluation metrics")
+    p.add_argument("--metrics-dir", default="metrics")
+    p.add_argument("--samples-dir", default="results/samples")
+    p.add_argument("--out", default="results")
+    p.add_argument("--summary", default=paths.SUMMARY)
+    _common(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the parameters (the DVC twin of the Snakefile)")
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
+    _common(p)
+    p.set_defaults(func=cmd_dvc_yaml)
+
+    p = sub.add_parser("bench", help="measure images/s, FLOP utilisation and memory of fine-tuning and PGD evaluation")
+    p.add_argument("--out", default="results/bench.json", help="JSON with the figures (default: %(default)s)")
+    p.add_argument("--model", default="auto", help="auto: ViT-B-32 on GPU and the demo model on CPU; or demo, ViT-B-32")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="also measure with torch.compile")
+    _common(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UcatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; outputs written so far are complete, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Robust and calibration evaluation of one (checkpoint, data set, attack, ε) cell.
+
+Writes a metrics JSON (accuracy, ECE, NLL, Brier, confidence, entropy, AU, EU, reliability
+bins) and the per-sample arrays (``.npz``: label, pred, confidence, nll, brier, entropy,
+aleatoric, epistemic), both atomically, so any figure can be redrawn without re-attacking.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import attacks, data, metrics, models
+from .errors import ConfigError
+from .io import atomic_path, write_json
+
+
+def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
+             device: torch.device, method: str | None = None, progress: bool = True) -> tuple[dict, dict]:
+    """Attack and score one cell; returns ``(summary, per_sample_arrays)``."""
+    ev = params["evaluate"]
+    if attack not in attacks.ATTACKS:
+        raise ConfigError(f"attack: unknown value {attack!r}; allowed: {', '.join(attacks.ATTACKS)}")
+    if attack != "clean" and eps <= 0:
+        raise ConfigError(f"eps: must be positive for attack {attack!r}, got {eps}")
+    clip_model, arch, _ = models.load_checkpoint(checkpoint)
+    images, names = data.open_eval(dataset, params, clip_model.visual.image_size[0])
+    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
+    model.requires_grad_(False)  # attacks need input gradients only
+    del clip_model
+    amp = models.autocast_dtype(params["run"]["precision"], device)
+    loader = DataLoader(images, batch_size=ev["batch_size"], shuffle=False,
+                        num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda")
+    gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 2)
+    chunks: list[dict] = []
+    start = time.time()
+    for x, y in tqdm(loader, desc=f"{method or 'model'}/{dataset}/{attack}", disable=not progress, mininterval=2):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if int(y.max()) >= model.num_classes:
+            raise ConfigError(f"{dataset}: label {int(y.max())} but only {model.num_classes} class names")
+        with models.autocast(amp, device):
+            adv = attacks.run_attack(attack, model, x, y, eps, ev, model.num_classes, gen, params["run"]["seed"])
+            with torch.no_grad():
+                logits = model(adv)
+        chunks.append(metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"]))
+    samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    summary = {"method": method, "dataset": dataset, "attack": attack, "eps": 0 if attack == "clean" else eps,
+               "num_classes": model.num_classes, **metrics.summarize(samples, ev["ece_bins"]),
+               "uncertainty_convention": ev["uncertainty"], "seconds": round(time.time() - start, 2),
+               "images_per_second": round(len(samples["label"]) / max(time.time() - start, 1e-9), 1)}
+    return summary, samples
+
+
+def write_outputs(summary: dict, samples: dict, json_path: str | Path, npz_path: str | Path) -> None:
+    with atomic_path(npz_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **samples)
+    write_json(json_path, summary)

@@ -1,0 +1,236 @@
+"""Adversarial fine-tuning of CLIP's image tower (the ``finetune`` stage).
+
+Only ``visual`` trains; class text features are a fixed buffer; the reference model is a
+deep, frozen copy of the original (no shared parameters).  Adversarial examples are made
+on the fly (ℓ∞ PGD on CE, or FARE's embedding attack) with the weights' ``requires_grad``
+switched off, so attacking computes input gradients only.  SGD with momentum (or AdamW),
+linear warm-up then cosine decay, bf16 autocast on GPU.
+
+Resumability: ``checkpoint_dir/last.pt`` holds weights, optimiser, scheduler, attack RNG
+and the step; it is written atomically every ``checkpoint_every`` steps and at the end of
+every epoch.  The data order is a function of (seed, epoch), so a killed run resumed from
+its checkpoint ends with exactly the weights of an uninterrupted one.  A checkpoint made
+under other parameters (fingerprint mismatch) is ignored, never silently mixed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import attacks, data, losses, methods, models
+from .backbone import warmup_cosine
+from .errors import CheckpointError, ConfigError
+from .io import atomic_path
+
+TRAIN_FORMAT = "ucat-train-v1"
+
+
+@contextlib.contextmanager
+def no_weight_grads(module: torch.nn.Module):
+    """Temporarily freeze parameters: attacks then build graphs for the input only."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def method_step(method: str, model: models.ZeroShotClassifier, reference, images, labels, params: dict,
+                generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """One objective evaluation: the adversarial examples, then the method's loss.
+
+    Each forward pass runs once and every result is used.  Returns the loss terms and
+    ``logits_adv`` (for the adversarial training accuracy).
+    """
+    atk = params["finetune"]["attack"]
+    if method == "fare":
+        fare = params["fare"]
+        with torch.no_grad():
+            emb_ref = reference.embed(images)
+        with no_weight_grads(model):
+            adv = attacks.fare_attack(model, images, emb_ref, fare["eps"], fare["step_size"], fare["steps"], generator)
+        emb_adv = model.embed(adv)
+        out = losses.fare_loss(emb_adv, emb_ref)
+        out["logits_adv"] = model.logits_from_embedding(emb_adv)
+        return out
+
+    with no_weight_grads(model):
+        adv = attacks.pgd(model, images, labels, atk["eps"], atk["step_size"], atk["steps"], "ce", generator=generator)
+
+    if method == "pmg_aft":
+        both = model(torch.cat([adv, images]))          # one pass for the adversarial and clean batch
+        logits_adv, logits_clean = both.split(len(images))
+        with torch.no_grad():
+            logits_ref_adv = reference(adv)
+        cfg = params["pmg_aft"]
+        out = losses.pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, cfg["alpha"], cfg["beta"])
+    else:
+        logits_adv = model(adv)
+        if method == "tecoa":
+            out = losses.tecoa_loss(logits_adv, labels)
+        else:
+            with torch.no_grad():
+                logits_ref = reference(images)
+            if method in ("ucat", "kl_dir_forward"):
+                u = params["ucat"]
+                out = losses.ucat_loss(logits_adv, logits_ref, labels, model.logit_scale, u["tau_prime"], u["tau"],
+                                       forward=method == "kl_dir_forward")
+            elif method in ("kl_prob_forward", "kl_prob_reverse"):
+                out = losses.prob_kl_ablation_loss(logits_adv, logits_ref, labels, params["ablation"]["weight"],
+                                                   reverse=method == "kl_prob_reverse")
+            else:
+                raise ConfigError(f"methods: {method!r} is not a fine-tuning method")
+    out["logits_adv"] = logits_adv
+    return out
+
+
+def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
+    """Hash of everything that determines the fine-tuned weights."""
+    spec = methods.get(method)
+    keys = {"method": method, "seed": params["run"]["seed"], "precision": params["run"]["precision"],
+            "finetune": {k: v for k, v in params["finetune"].items() if k not in ("checkpoint_every", "log_every")},
+            "data": {k: params["data"][k] for k in ("finetune", "demo_train_per_class")},
+            "prompt": params["prompt"], **{s: params[s] for s in spec.sections}}
+    h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
+    with open(backbone_path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_optimizer(params_iter, cfg: dict, device: torch.device) -> torch.optim.Optimizer:
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params_iter, lr=cfg["lr"], momentum=cfg["momentum"],
+                               weight_decay=cfg["weight_decay"], **fast)
+    return torch.optim.AdamW(params_iter, lr=cfg["lr"], weight_decay=cfg["weight_decay"], **fast)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def _truncate_logs(live_dir: Path, step: int) -> None:
+    """Drop dvclive rows past ``step`` (logged after the checkpoint a resumed run starts from)."""
+    for tsv in live_dir.glob("plots/metrics/**/*.tsv"):
+        with open(tsv, newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        with atomic_path(tsv) as tmp, open(tmp, "w", newline="") as fh:
+            csv.writer(fh, delimiter="\t").writerows(kept)
+
+
+def _load_state(path: Path, fp: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: unreadable or truncated training checkpoint ({exc}); delete it to restart") from None
+    if state.get("format") != TRAIN_FORMAT or state.get("fingerprint") != fp:
+        return None  # made under other parameters or another backbone: start afresh
+    return state
+
+
+def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str | Path,
+             checkpoint_dir: str | Path, live_dir: str | Path, device: torch.device,
+             progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Fine-tune ``method`` from ``backbone_path``; write the CLIP checkpoint ``out_path``.
+
+    ``stop_after_steps`` ends the run after that global step (checkpointed), as a kill
+    would: used to test resumption.
+    """
+    spec = methods.get(method)
+    if not spec.finetuned:
+        raise ConfigError(f"methods: {method} is not fine-tuned; evaluate the backbone directly")
+    cfg = params["finetune"]
+    backbone_path, checkpoint_dir, live_dir = Path(backbone_path), Path(checkpoint_dir), Path(live_dir)
+    clip_model, arch, _ = models.load_checkpoint(backbone_path)
+    image_size = clip_model.visual.image_size[0]
+    dataset, names = data.open_finetune(params, image_size)
+    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
+    reference = model.frozen_copy() if spec.needs_reference else None
+    model.train()
+
+    steps_per_epoch = math.ceil(len(dataset) / cfg["batch_size"])
+    if cfg["max_steps_per_epoch"]:
+        steps_per_epoch = min(steps_per_epoch, cfg["max_steps_per_epoch"])
+    total = steps_per_epoch * cfg["epochs"]
+    opt = make_optimizer(model.visual.parameters(), cfg, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg["warmup_steps"], total))
+    gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 1)
+    amp = models.autocast_dtype(params["run"]["precision"], device)
+
+    fp = fingerprint(params, method, backbone_path)
+    ckpt_path = checkpoint_dir / "last.pt"
+    state = _load_state(ckpt_path, fp)
+    step = 0
+    if state is not None:
+        model.visual.load_state_dict(state["visual"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["attack_rng"])
+        step = state["step"]
+        _truncate_logs(live_dir, step)
+
+    def save_state():
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"format": TRAIN_FORMAT, "fingerprint": fp, "step": step, "method": method,
+                        "visual": model.visual.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "attack_rng": gen.get_state()}, tmp)
+
+    from dvclive import Live
+
+    live = Live(str(live_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
+    start = time.time()
+    bar = tqdm(total=total, initial=step, desc=f"finetune {method}", disable=not progress, mininterval=2)
+    while step < total:
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        order = epoch_order(len(dataset), params["run"]["seed"], epoch)
+        batches = [order[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]].tolist()
+                   for i in range(in_epoch, steps_per_epoch)]
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=params["data"]["num_workers"],
+                            pin_memory=device.type == "cuda")
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with models.autocast(amp, device):
+                out = method_step(method, model, reference, images, labels, params, gen)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % cfg["log_every"] == 0 or step == total:
+                live.step = step
+                for key in ("loss", "ce", "align"):
+                    if key in out:
+                        live.log_metric(f"train/{key}", float(out[key].detach()))
+                live.log_metric("train/adv_acc", float((out["logits_adv"].argmax(-1) == labels).float().mean()))
+                live.log_metric("train/lr", sched.get_last_lr()[0])
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(out['loss'].detach()):.3f}")
+            if step % cfg["checkpoint_every"] == 0 or step % steps_per_epoch == 0:
+                save_state()
+            if stop_after_steps is not None and step >= stop_after_steps:
+                live.end()
+                return {"stopped_at": step}
+    bar.close()
+    live.end()
+    clip_model.visual.load_state_dict(model.visual.state_dict())
+    meta = {"method": method, "steps": step, "fingerprint": fp, "seconds": round(time.time() - start, 1)}
+    models.save_checkpoint(out_path, clip_model, arch, meta)
+    return meta
