@@ -41,13 +41,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
-import torch
 import torchvision.datasets as tvd
 from PIL import Image
 from torch.utils.data import Dataset
 
 from ucat.errors import DataError, unknown_choice
-from ucat.io import atomic_path, write_json  # noqa: F401  (atomic_path: re-exported for callers)
+from ucat.io import write_json
 
 from .transforms import to_rgb
 
@@ -1225,7 +1224,7 @@ def _post_caltech101(spec: DatasetSpec, stage: Path, files: dict[str, Path]) -> 
     inner = stage / "caltech101" / ".zip"
     found = list(inner.rglob("101_ObjectCategories.tar.gz"))
     if not found:
-        raise DataError(f"caltech101: caltech-101.zip has no 101_ObjectCategories.tar.gz; not accepted")
+        raise DataError("caltech101: caltech-101.zip has no 101_ObjectCategories.tar.gz; not accepted")
     _extract(spec, found[0], stage / "caltech101")
     for extra in inner.rglob("Annotations.tar"):
         _extract(spec, extra, stage / "caltech101")
@@ -1314,6 +1313,7 @@ def download_real(name: str, root: str | Path) -> dict:
             for res in DOWNLOADS[name]:
                 if res.md5 is None and res.sha256 is None:
                     (cache / res.filename).unlink(missing_ok=True)
+            _remove_empty_dirs([cache, cache.parent, d])
             hint = f" (the data already in {d} did not verify either: {previous_error})" if previous_error else ""
             raise DataError(f"{e}{hint}") from e
         # install: move the verified entries over, then write the manifest last
@@ -1329,8 +1329,13 @@ def download_real(name: str, root: str | Path) -> dict:
         shutil.rmtree(stage, ignore_errors=True)
     for p in ours:
         p.unlink(missing_ok=True)
-    if cache.is_dir() and not any(cache.iterdir()):
-        cache.rmdir()
-        if not any(cache.parent.iterdir()):
-            cache.parent.rmdir()
+    _remove_empty_dirs([cache, cache.parent])
     return manifest
+
+
+def _remove_empty_dirs(dirs: Iterable[Path]) -> None:
+    for folder in dirs:
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
