@@ -1,0 +1,20 @@
+rule backbone:
+    """Pretrain the tiny demo CLIP, or download the open_clip weights, to one local file."""
+    output:
+        paths.BACKBONE,
+    params:
+        cmd=wf.backbone_cmd(),
+        values=param_values(wf.BACKBONE_PARAMS),
+    log:
+        "logs/backbone.log",
+    benchmark:
+        "benchmarks/backbone.tsv"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/ucat.yaml"
+    shell:
+        "{params.cmd} --params {PARAMS_FILE} --threads {threads} --quiet > {log} 2>&1"

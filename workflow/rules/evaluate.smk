@@ -1,0 +1,24 @@
+rule evaluate:
+    """One robustness/calibration cell: (method, data set, attack, eps) -> metrics JSON + per-sample npz."""
+    input:
+        model=lambda wc: paths.model_for(wc.method),
+        data=f"{ROOT}/{{dataset}}",
+    output:
+        json=paths.EVAL_JSON,
+        npz=paths.EVAL_NPZ,
+    params:
+        cmd=lambda wc: wf.evaluate_cmd(wc.method, wc.dataset, wc.attack, int(wc.eps)),
+        values=lambda wc: param_values(wf.evaluate_params(wc.attack)),
+    log:
+        "logs/evaluate/{method}/{dataset}/{attack}_eps{eps}.log",
+    benchmark:
+        "benchmarks/evaluate/{method}/{dataset}/{attack}_eps{eps}.tsv"
+    threads: 1
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=720,
+    conda:
+        "../envs/ucat.yaml"
+    shell:
+        "{params.cmd} --params {PARAMS_FILE} --threads {threads} --quiet > {log} 2>&1"

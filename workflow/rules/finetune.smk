@@ -1,0 +1,24 @@
+rule finetune:
+    """Adversarial fine-tuning of the image tower with one method (resumes from its checkpoint)."""
+    input:
+        backbone=paths.BACKBONE,
+        data=f"{ROOT}/{FINETUNE_SET}",
+    output:
+        model=paths.FINETUNED,
+        metrics=paths.TRAIN_LIVE + "/metrics.json",
+    params:
+        cmd=lambda wc: wf.finetune_cmd(wc.method),
+        values=lambda wc: param_values(wf.finetune_params(wc.method)),
+    log:
+        "logs/finetune/{method}.log",
+    benchmark:
+        "benchmarks/finetune/{method}.tsv"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=1440,
+    conda:
+        "../envs/ucat.yaml"
+    shell:
+        "{params.cmd} --params {PARAMS_FILE} --threads {threads} --quiet > {log} 2>&1"

@@ -1,0 +1,24 @@
+rule report:
+    """The paper's tables and figures, reproduced beside published; metrics/summary.json for DVC."""
+    input:
+        wf.report_inputs(PARAMS),
+    output:
+        summary=paths.SUMMARY,
+        tables=directory(paths.TABLES),
+        figures=directory(paths.FIGURES),
+        report=paths.REPORT,
+    params:
+        cmd=wf.report_cmd(),
+        values=param_values(wf.REPORT_PARAMS),
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/ucat.yaml"
+    shell:
+        "{params.cmd} --params {PARAMS_FILE} > {log} 2>&1"
