@@ -894,10 +894,14 @@ class RealDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
+        n = len(self.labels)
+        if not -n <= i < n:
+            raise IndexError(f"{self.name}/{self.split}: index {i} out of range for {n} samples")
+        i = i % n
         try:
             img, label = self._base[i]
         except Exception as e:
-            where = f" ({self._paths[i]})" if self._paths is not None and 0 <= i < len(self._paths) else ""
+            where = f" ({self._paths[i]})" if self._paths is not None else ""
             raise DataError(f"{self.name}/{self.split}: cannot read sample {i}{where}: "
                             f"{type(e).__name__}: {e}") from e
         if not isinstance(img, Image.Image):
