@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny CLIP (open_clip architecture) and a tiny demo configuration."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TINY_DEMO = {"image_size": 32, "patch_size": 8, "vision_width": 64, "vision_layers": 2, "text_width": 64,
+             "text_layers": 1, "embed_dim": 32, "context_length": 12, "steps": 20, "batch_size": 32,
+             "lr": 2e-3, "warmup_steps": 5, "weight_decay": 0.1}
+
+
+@pytest.fixture(scope="session")
+def params():
+    """The repository's params.yaml, validated, shrunk for unit tests."""
+    from ucat import config
+
+    p = config.load(os.path.join(os.path.dirname(__file__), "..", "params.yaml"))
+    p["backbone"]["demo"] = dict(TINY_DEMO)
+    p["data"].update(demo_train_per_class=4, demo_eval_per_class=4)
+    p["finetune"].update(epochs=1, batch_size=16, max_steps_per_epoch=3, warmup_steps=1, checkpoint_every=1)
+    p["evaluate"].update(batch_size=16, pgd={"steps": 3, "step_size": 2}, cw={"steps": 3, "step_size": 2, "kappa": 50},
+                         autoattack={"steps": 3})
+    p["run"]["device"] = "cpu"
+    return config.validate(p)
+
+
+@pytest.fixture()
+def tmp_params(params, tmp_path):
+    p = copy.deepcopy(params)
+    p["data"]["root"] = str(tmp_path / "data")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """A randomly initialised tiny CLIP and its architecture record."""
+    from ucat import models
+
+    torch.manual_seed(0)
+    arch = models.demo_arch(TINY_DEMO)
+    return models.create_clip(arch), arch
+
+
+@pytest.fixture(scope="session")
+def trained_classifier():
+    """A tiny zero-shot classifier whose image tower is trained (CE, 150 steps) on demo shapes."""
+    from ucat import models
+    from ucat.data import demo
+
+    torch.manual_seed(0)
+    arch = models.demo_arch(TINY_DEMO)
+    clip = models.create_clip(arch)
+    names = list(demo.DEMO_SETS["demo_shapes"].classnames)
+    clf = models.ZeroShotClassifier.from_clip(clip, arch, names, ["This is a photo of a {}"])
+    clf.logit_scale = 20.0
+    opt = torch.optim.AdamW(clf.visual.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(1)
+    for step in range(150):
+        labels = torch.randint(6, (64,), generator=g)
+        colours = torch.randint(8, (64,), generator=g)
+        x = demo.render(colours, labels, 32, g)
+        loss = torch.nn.functional.cross_entropy(clf(x), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    clf.eval().requires_grad_(False)
+    images, labels, _ = demo.make_set("demo_shapes", 16, seed=5)
+    return clf, images.float() / 255, labels

@@ -1,0 +1,106 @@
+import copy
+
+import pytest
+import torch
+
+from ucat import data, methods, models, train
+from ucat.errors import ConfigError
+
+TRAINED = [m for m, s in methods.METHODS.items() if s.finetuned]
+
+
+@pytest.fixture()
+def setup(tmp_params, tiny_clip, tmp_path):
+    clip, arch = tiny_clip
+    data.prepare("demo_train", tmp_params)
+    backbone = tmp_path / "backbone.pt"
+    models.save_checkpoint(backbone, clip, arch)
+    return tmp_params, backbone
+
+
+def _classifier(tiny_clip, names):
+    clip, arch = tiny_clip
+    return models.ZeroShotClassifier.from_clip(clip, arch, names, ["This is a photo of a {}"])
+
+
+@pytest.mark.parametrize("method", TRAINED)
+def test_loss_finite_and_gradients_only_in_image_tower(method, tiny_clip, params):
+    from ucat.data import demo
+
+    images, labels, names = demo.make_set("demo_train", 1, 0)
+    model = _classifier(tiny_clip, names).train()
+    ref = model.frozen_copy()
+    before = model.class_features.clone()
+    out = train.method_step(method, model, ref, images[:8].float() / 255, labels[:8], params,
+                            torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = [p.grad for p in model.visual.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert all(p.grad is None for p in ref.parameters())
+    assert torch.equal(model.class_features, before)  # text side untouched
+
+
+@pytest.mark.parametrize("method", ["tecoa", "ucat"])
+def test_one_step_lowers_the_loss(method, tiny_clip, params):
+    from ucat.data import demo
+
+    images, labels, names = demo.make_set("demo_train", 1, 0)
+    x, y = images[:16].float() / 255, labels[:16]
+    model = _classifier(tiny_clip, names).train()
+    ref = model.frozen_copy()
+    opt = torch.optim.SGD(model.visual.parameters(), lr=0.05)
+    loss0 = train.method_step(method, model, ref, x, y, params, torch.Generator().manual_seed(0))["loss"]
+    opt.zero_grad()
+    loss0.backward()
+    opt.step()
+    loss1 = train.method_step(method, model, ref, x, y, params, torch.Generator().manual_seed(0))["loss"]
+    assert loss1.item() < loss0.item()
+
+
+def _weights(path):
+    model, _, meta = models.load_checkpoint(path)
+    return model.visual.state_dict(), meta
+
+
+@pytest.mark.parametrize("kill_at", [3, 2])  # end of epoch 1, and mid-epoch
+def test_killed_run_resumes_to_identical_weights(setup, tmp_path, kill_at):
+    params, backbone = setup
+    params = copy.deepcopy(params)
+    params["finetune"].update(epochs=2, max_steps_per_epoch=3, checkpoint_every=1)
+    cpu = torch.device("cpu")
+    full = tmp_path / "full"
+    train.finetune(params, "ucat", backbone, full / "model.pt", full / "ck", full / "live", cpu, progress=False)
+    part = tmp_path / "part"
+    stopped = train.finetune(params, "ucat", backbone, part / "model.pt", part / "ck", part / "live", cpu,
+                             progress=False, stop_after_steps=kill_at)
+    assert stopped == {"stopped_at": kill_at} and not (part / "model.pt").exists()
+    meta = train.finetune(params, "ucat", backbone, part / "model.pt", part / "ck", part / "live", cpu, progress=False)
+    assert meta["steps"] == 6
+    a, _ = _weights(full / "model.pt")
+    b, _ = _weights(part / "model.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [int(line.split("\t")[0]) for line in (part / "live/plots/metrics/train/loss.tsv").read_text().split("\n")[1:] if line]
+    assert steps == list(range(1, 7))  # no duplicated or missing log rows after resume
+
+
+def test_checkpoint_from_other_parameters_is_not_resumed(setup, tmp_path):
+    params, backbone = setup
+    cpu = torch.device("cpu")
+    out = tmp_path / "r"
+    train.finetune(params, "ucat", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False,
+                   stop_after_steps=1)
+    changed = copy.deepcopy(params)
+    changed["ucat"]["tau_prime"] = 0.5
+    assert train._load_state(out / "ck" / "last.pt", train.fingerprint(changed, "ucat", backbone)) is None
+    assert train._load_state(out / "ck" / "last.pt", train.fingerprint(params, "ucat", backbone)) is not None
+
+
+def test_bad_method_writes_nothing(setup, tmp_path):
+    params, backbone = setup
+    for bad in ("ucta", "clip"):
+        with pytest.raises(ConfigError, match="methods"):
+            train.finetune(params, bad, backbone, tmp_path / "o" / "m.pt", tmp_path / "o" / "ck", tmp_path / "o" / "l",
+                           torch.device("cpu"), progress=False)
+    assert not (tmp_path / "o").exists()
