@@ -30,7 +30,8 @@ class Stage:
     deps: list[str] = field(default_factory=list)
     params: list[str] = field(default_factory=list)
     outs: list[str] = field(default_factory=list)
-    persist: list[str] = field(default_factory=list)    # kept across reruns (resume state, manual data)
+    persist: list[str] = field(default_factory=list)    # outputs DVC keeps across reruns (manually placed data)
+    state: list[str] = field(default_factory=list)      # resume state: DVC-persisted, not a Snakemake output
     metrics: list[str] = field(default_factory=list)    # small JSON, tracked by git, not the cache
     plots: list[str] = field(default_factory=list)
 
@@ -114,7 +115,7 @@ def stages(params: dict) -> list[Stage]:
         live = paths.TRAIN_LIVE.format(method=m)
         out.append(Stage(f"finetune-{m}", finetune_cmd(m), deps=[paths.BACKBONE, paths.data_dir(params, ft)],
                          params=finetune_params(m), outs=[paths.FINETUNED.format(method=m), f"{live}/plots"],
-                         persist=[paths.CHECKPOINTS.format(method=m)], metrics=[f"{live}/metrics.json"]))
+                         state=[paths.CHECKPOINTS.format(method=m)], metrics=[f"{live}/metrics.json"]))
     for m, d, a, e in paths.eval_cells(params):
         cell = dict(method=m, dataset=d, attack=a, eps=e)
         out.append(Stage(f"evaluate-{m}-{d}-{a}-{e}", evaluate_cmd(m, d, a, e),
@@ -123,6 +124,11 @@ def stages(params: dict) -> list[Stage]:
     out.append(Stage("report", f"ucat dvc-yaml --check && {report_cmd()}", deps=report_inputs(params),
                      params=REPORT_PARAMS, outs=REPORT_OUTS, metrics=[paths.SUMMARY]))
     return out
+
+
+def outputs(stage: Stage) -> list[str]:
+    """What the stage produces (Snakemake's outputs): everything but the resume state."""
+    return stage.outs + stage.persist + stage.metrics
 
 
 def _dvc_params(keys: list[str]) -> list[str]:
@@ -138,7 +144,7 @@ def render_dvc_yaml(params: dict) -> str:
             st["deps"] = list(s.deps)
         if s.params:
             st["params"] = _dvc_params(s.params)
-        outs = list(s.outs) + [{p: {"persist": True}} for p in s.persist]
+        outs = list(s.outs) + [{p: {"persist": True}} for p in s.persist + s.state]
         if outs:
             st["outs"] = outs
         if s.metrics:

@@ -3,6 +3,7 @@ rule backbone:
     output:
         paths.BACKBONE,
     params:
+        file=PARAMS_FILE,
         cmd=wf.backbone_cmd(),
         values=param_values(wf.BACKBONE_PARAMS),
     log:
@@ -17,4 +18,4 @@ rule backbone:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {PARAMS_FILE} --threads {threads} --quiet > {log} 2>&1"
+        "{params.cmd} --params {params.file} --threads {threads} --quiet > {log} 2>&1"

@@ -3,6 +3,7 @@ rule data:
     output:
         directory(f"{ROOT}/{{dataset}}"),
     params:
+        file=PARAMS_FILE,
         cmd=lambda wc: wf.data_cmd(wc.dataset),
         values=lambda wc: param_values(wf.data_params(wc.dataset) + ["data.root"]),
     log:
@@ -16,4 +17,4 @@ rule data:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {PARAMS_FILE} --quiet > {log} 2>&1"
+        "{params.cmd} --params {params.file} --quiet > {log} 2>&1"

@@ -7,6 +7,7 @@ rule evaluate:
         json=paths.EVAL_JSON,
         npz=paths.EVAL_NPZ,
     params:
+        file=PARAMS_FILE,
         cmd=lambda wc: wf.evaluate_cmd(wc.method, wc.dataset, wc.attack, int(wc.eps)),
         values=lambda wc: param_values(wf.evaluate_params(wc.attack)),
     log:
@@ -21,4 +22,4 @@ rule evaluate:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {PARAMS_FILE} --threads {threads} --quiet > {log} 2>&1"
+        "{params.cmd} --params {params.file} --threads {threads} --quiet > {log} 2>&1"

@@ -5,8 +5,10 @@ rule finetune:
         data=f"{ROOT}/{FINETUNE_SET}",
     output:
         model=paths.FINETUNED,
-        metrics=paths.TRAIN_LIVE + "/metrics.json",
+        metrics=f"{paths.TRAIN_LIVE}/metrics.json",
+        plots=directory(f"{paths.TRAIN_LIVE}/plots"),
     params:
+        file=PARAMS_FILE,
         cmd=lambda wc: wf.finetune_cmd(wc.method),
         values=lambda wc: param_values(wf.finetune_params(wc.method)),
     log:
@@ -21,4 +23,4 @@ rule finetune:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {PARAMS_FILE} --threads {threads} --quiet > {log} 2>&1"
+        "{params.cmd} --params {params.file} --threads {threads} --quiet > {log} 2>&1"

@@ -8,6 +8,7 @@ rule report:
         figures=directory(paths.FIGURES),
         report=paths.REPORT,
     params:
+        file=PARAMS_FILE,
         cmd=wf.report_cmd(),
         values=param_values(wf.REPORT_PARAMS),
     log:
@@ -21,4 +22,4 @@ rule report:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {PARAMS_FILE} > {log} 2>&1"
+        "{params.cmd} --params {params.file} > {log} 2>&1"
