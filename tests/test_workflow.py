@@ -147,3 +147,12 @@ def test_dvc_repro_reruns_only_what_a_parameter_change_touches(tmp_path):
     diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
     changed = json.loads(diff)
     assert any("ucat" in f or any("ucat" in k for k in v) for f, v in changed.items()), diff
+
+
+def test_paper_configuration_dry_run_lists_the_full_matrix():
+    """No network needed: the dry run plans every (method, data set, attack, eps) cell."""
+    res = run(["snakemake", "-n", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
+    params = config.load(ROOT / "config" / "paper.yaml")
+    assert int(counts["evaluate"]) == len(params["methods"]) * 16 * 4 == 512
+    assert int(counts["finetune"]) == 7 and int(counts["data"]) == 16
