@@ -1,0 +1,595 @@
+"""``ucat bench``: throughput, FLOP utilisation, memory and numerics of the fast path.
+
+Run by hand (never in CI).  On the current device (CUDA when available, else CPU) it builds a
+:class:`~ucat.models.ZeroShotClassifier` directly from an open_clip image tower with random
+weights and random unit-norm class features (no text tower, no download) and measures, each
+as the median of ``repeats`` timed repetitions after warm-up:
+
+- ``finetune``: one UCAT fine-tuning step exactly as the training loop runs it
+  (:func:`ucat.train.method_step` under the pipeline's autocast, backward, the optimiser of
+  :func:`ucat.train.make_optimizer`), at the paper's batch 256 and at the largest batch that
+  fits on GPU (doubling until CUDA OOM), at batch 64 on CPU;
+- ``pgd_eval``: PGD-100 at eps 1/255 (10 steps on CPU) then a no-grad forward, as
+  :mod:`ucat.evaluate` runs a cell;
+- model FLOPs per image (``torch.utils.flop_counter``), achieved TFLOP/s and its fraction of
+  the device's own matmul rate measured in the same run (bf16 on GPU, the compute dtype on CPU);
+- peak GPU memory and the GPU busy fraction (profiler kernel time / wall time);
+- with ``compile=True`` the same figures with ``torch.compile(model.visual)``;
+- numerics on the demo model: the fast path (bf16 autocast) vs plain fp32 on one fixed batch.
+
+The function-level API is :func:`run_benchmark` (returns the JSON-able result);
+:func:`main` is the CLI entry point, prints the table and writes the JSON atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from . import attacks, models, train
+from .errors import ConfigError
+
+PAPER_BATCH = 256                 # the paper's fine-tuning batch
+PAPER_ATTACK = {"eps": 1, "steps": 2, "step_size": 1}   # the paper's training attack (units of 1/255)
+GPU_PGD_STEPS = 100
+CPU_PGD_STEPS = 10
+CPU_BATCH = 64
+VIT_CLASSES = 200                 # TinyImageNet's label set
+DEMO_CLASSES = 38
+VIT_LOGIT_SCALE = 100.0
+MAX_SEARCH_BATCH = 1 << 16
+NUMERICS_TOL = {"argmax_agreement_min": 0.9, "abs_delta_accuracy_max": 0.1}
+UNMEASURED_GPU = "unmeasured (no CUDA device)"
+
+
+# ----------------------------------------------------------------------------- models
+
+def build_classifier(kind: str, params: dict, device: torch.device, seed: int = 0) -> tuple[models.ZeroShotClassifier, dict]:
+    """A zero-shot classifier with a random image tower and random unit-norm class features."""
+    torch.manual_seed(seed)
+    if kind == "demo":
+        arch = models.demo_arch(params["backbone"]["demo"])
+        classes, scale = DEMO_CLASSES, VIT_LOGIT_SCALE
+    elif kind == "ViT-B-32":
+        arch = {"name": "ViT-B-32-quickgelu", "overrides": {}}
+        classes, scale = VIT_CLASSES, VIT_LOGIT_SCALE
+    else:
+        raise ConfigError(f"--model: unknown value {kind!r}; allowed: auto, demo, ViT-B-32")
+    clip = models.create_clip(arch)
+    visual = clip.visual
+    del clip  # the text tower is not needed: class features are random
+    g = torch.Generator().manual_seed(seed + 1)
+    feats = F.normalize(torch.randn(classes, visual.output_dim, generator=g), dim=-1)
+    cfg = visual.preprocess_cfg
+    net = models.ZeroShotClassifier(visual, feats, scale, cfg["mean"], cfg["std"]).to(device)
+    return net, arch
+
+
+def random_batch(n: int, size: int, classes: int, device: torch.device, seed: int = 0):
+    g = torch.Generator(device=device).manual_seed(seed)  # made on the device: no host copy of big batches
+    x = torch.rand(n, 3, size, size, generator=g, device=device)
+    y = torch.randint(classes, (n,), generator=g, device=device)
+    return x, y
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+def _cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def _flop_mapping() -> dict:
+    """FLOP formulas torch's counter lacks: the CPU flash-attention kernels SDPA dispatches to."""
+    ops = torch.ops.aten
+    mapping = {}
+    if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[ops._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa
+    if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        mapping[ops._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward
+    return mapping
+
+
+class _GlobalOnly:
+    """Stand-in for FlopCounterMode's module tracker: every op counts towards "Global" only."""
+
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Matmul/conv FLOPs (2 per multiply-add) of ``fn()``, attention included.
+
+    The fused no-grad MultiheadAttention fast path has no FLOP formula, so it is switched off
+    while counting (the count is of the mathematical model, not of a kernel choice).
+    """
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    counter = FlopCounterMode(display=False, custom_mapping=_flop_mapping())
+    # Its per-module tracker hooks autograd in a way ``torch.autograd.grad`` (the attacks) rejects
+    # ("A leaf node was passed to _will_engine_execute_node"); only the global total is needed.
+    counter.mod_tracker = _GlobalOnly()
+    try:
+        with counter:
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+    return int(counter.get_total_flops())
+
+
+def model_flops(net: models.ZeroShotClassifier, params: dict, attack: dict, pgd_steps: int,
+                device: torch.device, n: int = 2) -> dict[str, float]:
+    """Per-image FLOPs: forward, attack step (forward + backward to the input), fine-tuning step, PGD eval."""
+    net = copy.deepcopy(net)
+    x, y = random_batch(n, net.image_size, net.num_classes, device, seed=11)
+
+    def forward():
+        with torch.no_grad():
+            net(x)
+
+    def attack_step():
+        xi = x.clone().requires_grad_(True)
+        with train.no_weight_grads(net):
+            torch.autograd.grad(F.cross_entropy(net(xi).float(), y, reduction="none").sum(), xi)
+
+    fwd = count_flops(forward) / n
+    atk = count_flops(attack_step) / n
+    p = _with_attack(params, attack)
+    net.train()
+    reference = net.frozen_copy()
+
+    def finetune_step():
+        out = train.method_step("ucat", net, reference, x, y, p, None)
+        out["loss"].backward()
+
+    step = count_flops(finetune_step) / n
+    return {"forward": fwd, "attack_step": atk, "finetune_step": step,
+            "pgd_eval": pgd_steps * atk + fwd}
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int = 3) -> dict:
+    """The device's own dense matmul rate in TFLOP/s: 8192^3 on GPU, 1024^3 on CPU."""
+    n = 8192 if device.type == "cuda" else 1024
+    inner = 20 if device.type == "cuda" else 4
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+
+    def run():
+        for _ in range(inner):
+            torch.mm(a, b)
+
+    sec = median_time(run, repeats, device, warmup=1)
+    return {"n": n, "dtype": _dtype_name(dtype), "tflops": 2 * n ** 3 * inner / sec / 1e12}
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 1) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls, synchronised on GPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def median_time(fn, repeats, device, warmup=1) -> float:
+    return statistics.median(timed(fn, repeats, device, warmup))
+
+
+def merged_length(intervals: list[tuple[float, float]]) -> float:
+    """Total length of the union of ``(start, end)`` intervals."""
+    total, cur_s, cur_e = 0.0, None, None
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def busy_fraction(fn: Callable[[], Any], steps: int, device: torch.device, on: str = "cuda") -> dict:
+    """Profile ``steps`` calls of ``fn``: busy seconds per step of device ``on`` (union of its
+    kernel intervals) and that busy time over the profiled wall time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on == "cuda" else [])
+    want = DeviceType.CUDA if on == "cuda" else DeviceType.CPU
+    _sync(device)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        _sync(device)
+        wall = time.perf_counter() - t0
+    intervals = [(e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == want]
+    if not intervals:
+        return {"busy_s_per_step": None, "profiled_fraction": None, "kernels": 0}
+    busy = merged_length(intervals) / 1e6  # profiler times are in microseconds
+    return {"busy_s_per_step": busy / steps, "profiled_fraction": busy / wall, "kernels": len(intervals)}
+
+
+# ----------------------------------------------------------------------------- workloads
+
+def _with_attack(params: dict, attack: dict) -> dict:
+    p = copy.deepcopy(params)
+    p["finetune"]["attack"] = dict(attack)
+    return p
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "float32" if dtype is None else str(dtype).replace("torch.", "")
+
+
+class Workload:
+    """One measurable thing: ``make(batch)`` returns a zero-argument step function."""
+
+    def __init__(self, name: str, make: Callable[[int], Callable[[], Any]], flops_per_image: float,
+                 release: Callable[[], None] = lambda: None, profile_steps: int = 3):
+        self.name, self.make, self.flops_per_image = name, make, flops_per_image
+        self.release, self.profile_steps = release, profile_steps
+
+
+def finetune_workload(net, params, attack, device, amp, flops, compiled=False) -> Workload:
+    model = copy.deepcopy(net).train()
+    model.visual.requires_grad_(True)
+    reference = model.frozen_copy()
+    opt = train.make_optimizer(model.visual.parameters(), params["finetune"], device)
+    if compiled:
+        model.visual = torch.compile(model.visual)
+        reference.visual = torch.compile(reference.visual)
+    p = _with_attack(params, attack)
+    gen = torch.Generator(device=device).manual_seed(1)
+
+    def make(batch):
+        x, y = random_batch(batch, model.image_size, model.num_classes, device, seed=batch)
+
+        def step():
+            with models.autocast(amp, device):
+                out = train.method_step("ucat", model, reference, x, y, p, gen)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+
+        return step
+
+    def release():
+        opt.zero_grad(set_to_none=True)
+
+    return Workload("finetune", make, flops["finetune_step"], release, profile_steps=3)
+
+
+def pgd_workload(net, device, amp, steps, flops, compiled=False) -> Workload:
+    model = copy.deepcopy(net).eval()
+    model.requires_grad_(False)  # as ucat.evaluate: attacks need input gradients only
+    if compiled:
+        model.visual = torch.compile(model.visual)
+    gen = torch.Generator(device=device).manual_seed(2)
+
+    def make(batch):
+        x, y = random_batch(batch, model.image_size, model.num_classes, device, seed=batch + 1)
+
+        def step():
+            with models.autocast(amp, device):
+                adv = attacks.pgd(model, x, y, 1, 1, steps, "ce", generator=gen)
+                with torch.no_grad():
+                    model(adv)
+
+        return step
+
+    return Workload("pgd_eval", make, flops["pgd_eval"], profile_steps=1)
+
+
+def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_tflops: float,
+            compiled: bool) -> dict:
+    """Time ``wl`` at ``batch``; images/s, achieved TFLOP/s, fraction of peak, memory, busy fraction."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    step = wl.make(batch)
+    times = timed(step, repeats, device, warmup=2 if (cuda or compiled) else 1)
+    sec = statistics.median(times)
+    ips = batch / sec
+    tflops = wl.flops_per_image * ips / 1e12
+    row = {"workload": wl.name, "compiled": compiled, "batch": batch, "seconds_median": sec,
+           "seconds": times, "images_per_s": ips, "achieved_tflops": tflops,
+           "fraction_of_matmul_peak": tflops / peak_tflops if peak_tflops else None}
+    if cuda:
+        row["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device))
+        try:
+            busy = busy_fraction(step, wl.profile_steps, device, "cuda")
+            row["gpu_busy_fraction"] = (busy["busy_s_per_step"] / sec) if busy["busy_s_per_step"] else None
+            row["gpu_busy_fraction_profiled"] = busy["profiled_fraction"]
+        except Exception as exc:  # the profiler is optional; the timings stand without it
+            row["gpu_busy_fraction"] = None
+            row["gpu_busy_error"] = f"{type(exc).__name__}: {exc}"
+    del step
+    wl.release()
+    return row
+
+
+def largest_batch(wl: Workload, start: int, device: torch.device, log: Callable[[str], None]) -> int | None:
+    """Double the batch from ``start`` until CUDA runs out of memory; the last batch that ran."""
+    best, batch = None, start
+    while batch <= MAX_SEARCH_BATCH:
+        oom = False
+        try:
+            step = wl.make(batch)
+            step()
+            _sync(device)
+            del step
+        except torch.cuda.OutOfMemoryError:
+            oom = True
+        wl.release()
+        step = None
+        torch.cuda.empty_cache()
+        if oom:
+            log(f"  batch {batch}: out of memory")
+            break
+        log(f"  batch {batch}: fits")
+        best, batch = batch, batch * 2
+    return best
+
+
+# ----------------------------------------------------------------------------- numerics
+
+def numerics(params: dict, device: torch.device, n: int = 64, pgd_steps: int = 3, eps255: float = 1,
+             step255: float = 1, seed: int = 0) -> dict:
+    """Demo model, fixed batch: bf16 autocast (the fast path, CPU included) vs plain fp32.
+
+    Labels are fp32's clean predictions; the short PGD (eps 1/255, the evaluation budget) is run
+    separately under each precision from the same random start, and the robust accuracies compared.
+    """
+    net, _ = build_classifier("demo", params, device, seed)
+    net.eval().requires_grad_(False)
+    x, _ = random_batch(n, net.image_size, net.num_classes, device, seed=seed + 7)
+    fast = torch.bfloat16
+    with torch.no_grad():
+        ref = net(x).float()
+        with models.autocast(fast, device):
+            low = net(x).float()
+    labels = ref.argmax(-1)  # fp32's clean predictions: fp32 clean accuracy is 1 by construction
+
+    def robust_acc(dtype):
+        gen = torch.Generator(device=device).manual_seed(seed + 3)
+        with models.autocast(dtype, device):
+            adv = attacks.pgd(net, x, labels, eps255, step255, pgd_steps, "ce", generator=gen)
+            with torch.no_grad():
+                pred = net(adv).argmax(-1)
+        return float((pred == labels).float().mean())
+
+    acc32, acc16 = robust_acc(None), robust_acc(fast)
+    top2 = ref.topk(2, -1).values
+    out = {"model": "demo", "batch": n, "fast_dtype": _dtype_name(fast), "device": device.type,
+           "max_abs_delta_logits": float((low - ref).abs().max()),
+           "logit_range_fp32": float(ref.max() - ref.min()),
+           "median_top2_margin_fp32": float((top2[:, 0] - top2[:, 1]).median()),
+           "argmax_agreement": float((low.argmax(-1) == labels).float().mean()),
+           "distinct_fp32_predictions": int(labels.unique().numel()),
+           "pgd": {"steps": pgd_steps, "eps255": eps255, "step255": step255},
+           "pgd_accuracy_fp32": acc32, "pgd_accuracy_fast": acc16,
+           "abs_delta_pgd_accuracy": abs(acc32 - acc16), "tolerance": dict(NUMERICS_TOL)}
+    out["within_tolerance"] = (out["argmax_agreement"] >= NUMERICS_TOL["argmax_agreement_min"]
+                               and out["abs_delta_pgd_accuracy"] <= NUMERICS_TOL["abs_delta_accuracy_max"])
+    return out
+
+
+# ----------------------------------------------------------------------------- driver
+
+def run_benchmark(params: dict, device: torch.device, model: str = "auto", repeats: int = 5,
+                  batch: int | None = None, pgd_steps: int | None = None, compile: bool = False,
+                  search: bool | None = None, numerics_batch: int = 64,
+                  log: Callable[[str], None] = print) -> dict:
+    """Measure everything; returns the JSON-able result (``rows`` is the printed table).
+
+    ``batch``/``pgd_steps`` override the defaults (256 + largest batch and PGD-100 on GPU;
+    64 and PGD-10 on CPU); ``search`` forces the largest-batch search on or off (GPU only).
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    kind = model if model != "auto" else ("ViT-B-32" if cuda else "demo")
+    amp = models.autocast_dtype(params["run"]["precision"], device)
+    attack = dict(PAPER_ATTACK) if cuda else dict(params["finetune"]["attack"])
+    steps = pgd_steps if pgd_steps is not None else (GPU_PGD_STEPS if cuda else CPU_PGD_STEPS)
+    base_batch = batch or (PAPER_BATCH if cuda else CPU_BATCH)
+    search = cuda if search is None else (search and cuda)
+
+    net, arch = build_classifier(kind, params, device, params["run"]["seed"])
+    peak_dtype = torch.bfloat16 if cuda else (amp or torch.float32)
+    log(f"bench: {kind} on {_device_name(device)}, autocast {_dtype_name(amp)}, repeats {repeats}")
+    peak = matmul_rate(device, peak_dtype)
+    log(f"  matmul {peak['n']}^3 {peak['dtype']}: {peak['tflops']:.4g} TFLOP/s")
+    flops = model_flops(net, params, attack, steps, device)
+    log(f"  FLOPs/image: forward {flops['forward'] / 1e9:.4g} G, fine-tuning step {flops['finetune_step'] / 1e9:.4g} G")
+
+    runs: list[dict] = []
+    errors: list[str] = []
+    variants = [False, True] if compile else [False]
+    max_batch = None
+    for compiled in variants:
+        tag = "compiled" if compiled else "eager"
+        try:
+            ft = finetune_workload(net, params, attack, device, amp, flops, compiled)
+            ft_batches = [base_batch]
+            if search and not compiled:
+                log("  largest fine-tuning batch (doubling until OOM):")
+                max_batch = largest_batch(ft, base_batch * 2, device, log) or base_batch
+            if max_batch and max_batch > base_batch:
+                ft_batches.append(max_batch)
+            for b in ft_batches:
+                log(f"  finetune ({tag}) batch {b} ...")
+                try:
+                    runs.append(measure(ft, b, repeats, device, peak["tflops"], compiled))
+                except torch.cuda.OutOfMemoryError:
+                    errors.append(f"finetune ({tag}) batch {b}: CUDA out of memory")
+                ft.release()
+                if cuda:
+                    torch.cuda.empty_cache()  # outside the handler: the traceback no longer pins tensors
+            del ft
+            pg = pgd_workload(net, device, amp, steps, flops, compiled)
+            log(f"  pgd_eval ({tag}) PGD-{steps} batch {base_batch} ...")
+            runs.append(measure(pg, base_batch, repeats, device, peak["tflops"], compiled))
+            del pg
+        except Exception as exc:
+            if not compiled:
+                raise
+            errors.append(f"torch.compile: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            log(f"  torch.compile failed: {errors[-1]}")
+        if cuda:
+            torch.cuda.empty_cache()
+
+    log("  numerics: bf16 autocast vs fp32 on the demo model ...")
+    num = numerics(params, device, n=numerics_batch)
+
+    result = {
+        "meta": {
+            "device": device.type, "device_name": _device_name(device), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "model": kind, "arch": arch["name"], "image_size": net.image_size, "num_classes": net.num_classes,
+            "logit_scale": net.logit_scale, "weights": "random", "precision": params["run"]["precision"],
+            "autocast_dtype": _dtype_name(amp), "repeats": repeats, "method": "ucat",
+            "optimizer": params["finetune"]["optimizer"], "train_attack": attack,
+            "pgd_eval": {"eps255": 1, "step255": 1, "steps": steps},
+            "batch_sizes": {"finetune": sorted({r["batch"] for r in runs if r["workload"] == "finetune"}),
+                            "pgd_eval": base_batch, "largest_finetune_batch": max_batch},
+            "compile": compile,
+        },
+        "matmul_peak": peak,
+        "flops_per_image": flops,
+        "runs": runs,
+        "numerics": num,
+        "errors": errors,
+        "gpu": "measured" if cuda else UNMEASURED_GPU,
+    }
+    if not cuda and steps != GPU_PGD_STEPS:
+        result["meta"]["note"] = f"CPU run: PGD-{steps} instead of PGD-{GPU_PGD_STEPS}; batch {base_batch}"
+    result["rows"] = table_rows(result)
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"cpu ({name}; {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def table_rows(result: dict) -> list[dict]:
+    """One row per measurement: ``{"name", "value", "unit"}``."""
+    rows = [{"name": f"matmul {result['matmul_peak']['n']}^3 {result['matmul_peak']['dtype']}",
+             "value": result["matmul_peak"]["tflops"], "unit": "TFLOP/s"}]
+    f = result["flops_per_image"]
+    for key, label in (("forward", "forward"), ("attack_step", "attack step (fwd+bwd to input)"),
+                       ("finetune_step", "fine-tuning step"), ("pgd_eval", f"PGD-{result['meta']['pgd_eval']['steps']} eval")):
+        rows.append({"name": f"FLOPs/image {label}", "value": f[key] / 1e9, "unit": "GFLOP"})
+    for r in result["runs"]:
+        what = "finetune" if r["workload"] == "finetune" else f"PGD-{result['meta']['pgd_eval']['steps']} eval"
+        name = f"{what}{' compiled' if r['compiled'] else ''} b{r['batch']}"
+        rows.append({"name": f"{name} throughput", "value": r["images_per_s"], "unit": "images/s"})
+        rows.append({"name": f"{name} achieved", "value": r["achieved_tflops"], "unit": "TFLOP/s"})
+        if r["fraction_of_matmul_peak"] is not None:
+            rows.append({"name": f"{name} of matmul peak", "value": 100 * r["fraction_of_matmul_peak"], "unit": "%"})
+        if "peak_memory_bytes" in r:
+            rows.append({"name": f"{name} peak memory", "value": r["peak_memory_bytes"] / 2 ** 30, "unit": "GiB"})
+        if r.get("gpu_busy_fraction") is not None:
+            rows.append({"name": f"{name} GPU busy", "value": 100 * r["gpu_busy_fraction"], "unit": "%"})
+    n = result["numerics"]
+    tol = n["tolerance"]
+    rows += [
+        {"name": f"numerics {n['fast_dtype']} vs fp32 max|dlogits|", "value": n["max_abs_delta_logits"], "unit": "logit"},
+        {"name": f"numerics argmax agreement (tol >= {tol['argmax_agreement_min']})",
+         "value": n["argmax_agreement"], "unit": "fraction"},
+        {"name": f"numerics |dacc| after PGD-{n['pgd']['steps']} (tol <= {tol['abs_delta_accuracy_max']})",
+         "value": n["abs_delta_pgd_accuracy"], "unit": "fraction"},
+    ]
+    return rows
+
+
+def format_table(result: dict) -> str:
+    rows = result["rows"]
+    width = max(len(r["name"]) for r in rows)
+    lines = [f"{'measurement':<{width}}  {'value':>12}  unit", "-" * (width + 22)]
+    for r in rows:
+        v = r["value"]
+        text = f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
+        lines.append(f"{r['name']:<{width}}  {text:>12}  {r['unit']}")
+    meta = result["meta"]
+    lines.append("-" * (width + 22))
+    lines.append(f"device: {meta['device_name']}; torch {meta['torch']}; model {meta['model']} "
+                 f"({meta['image_size']} px, {meta['num_classes']} classes); autocast {meta['autocast_dtype']}; "
+                 f"repeats {meta['repeats']} (median)")
+    if "note" in meta:
+        lines.append(meta["note"])
+    if result["gpu"] != "measured":
+        lines.append(f"GPU figures: {result['gpu']}")
+    lines.append(f"numerics within tolerance: {result['numerics']['within_tolerance']}")
+    for err in result["errors"]:
+        lines.append(f"error: {err}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``ucat bench``: measure, print the table, write ``args.out`` (JSON, atomically).
+
+    Hidden knobs (tests): ``args.batch``, ``args.pgd_steps``, ``args.search``, ``args.numerics_batch``.
+    """
+    from . import config
+    from .io import write_json
+
+    params = config.load(args.params, args.overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model not in ("auto", "demo", "ViT-B-32"):
+        raise ConfigError(f"--model: unknown value {args.model!r}; allowed: auto, demo, ViT-B-32")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
+    device = models.resolve_device(params["run"]["device"])
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    result = run_benchmark(params, device, model=args.model, repeats=args.repeats,
+                           batch=getattr(args, "batch", None), pgd_steps=getattr(args, "pgd_steps", None),
+                           compile=args.compile, search=getattr(args, "search", None),
+                           numerics_batch=getattr(args, "numerics_batch", None) or 64, log=log)
+    print(format_table(result))
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0

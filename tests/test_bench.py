@@ -1,0 +1,128 @@
+"""``ucat bench`` on the tiny demo model, CPU only: JSON output, FLOP counts, bf16 numerics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+import yaml
+
+from ucat import bench, cli
+
+
+def analytic_vit_flops(image_size: int, patch: int, width: int, layers: int, embed_dim: int, classes: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one image through open_clip's ViT + zero-shot head."""
+    patches = (image_size // patch) ** 2
+    tokens = patches + 1                                 # + class token
+    d = width
+    patch_embed = 2 * patches * (3 * patch * patch) * d  # conv = one matmul per patch
+    per_layer = (2 * 4 * d * d * tokens                  # qkv (3 d^2) + output projection (d^2)
+                 + 2 * 2 * tokens * tokens * d           # q k^T and attn v
+                 + 2 * 2 * 4 * d * d * tokens)           # MLP d -> 4d -> d
+    projection = 2 * d * embed_dim                       # class token -> embedding
+    logits = 2 * embed_dim * classes                     # cosine against the class features
+    return patch_embed + layers * per_layer + projection + logits
+
+
+@pytest.fixture(scope="module")
+def bench_run(params, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    params_file = tmp / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    out = tmp / "results" / "bench.json"
+    args = argparse.Namespace(params=str(params_file), overrides=[], out=str(out), model="auto", repeats=1,
+                              compile=False, threads=None, quiet=True, batch=8, pgd_steps=2, numerics_batch=64)
+    return args, out
+
+
+def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
+    args, out = bench_run
+    assert bench.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "GPU figures: unmeasured (no CUDA device)" in printed
+    assert "PGD-2 eval b8 throughput" in printed
+    assert out.is_file()
+    result = json.loads(out.read_text())
+    meta = result["meta"]
+    assert meta["device"] == "cpu" and meta["model"] == "demo"  # auto on CPU = the demo model
+    assert meta["repeats"] == 1 and meta["batch_sizes"]["finetune"] == [8] and meta["pgd_eval"]["steps"] == 2
+    assert meta["image_size"] == params["backbone"]["demo"]["image_size"] and meta["num_classes"] == 38
+    assert meta["autocast_dtype"] == "float32"  # precision auto on CPU: no autocast, as the pipeline
+    assert meta["train_attack"] == params["finetune"]["attack"]
+    assert result["gpu"] == bench.UNMEASURED_GPU
+    assert {r["workload"] for r in result["runs"]} == {"finetune", "pgd_eval"}
+    for run in result["runs"]:
+        assert run["batch"] == 8 and len(run["seconds"]) == 1
+        assert run["images_per_s"] > 0 and run["achieved_tflops"] > 0
+        assert 0 < run["fraction_of_matmul_peak"]
+        assert run["images_per_s"] == pytest.approx(8 / run["seconds_median"])
+    assert result["matmul_peak"]["tflops"] > 0
+    assert all(v > 0 for v in result["flops_per_image"].values())
+    names = {r["name"] for r in result["rows"]}
+    assert "finetune b8 throughput" in names and "FLOPs/image forward" in names
+    assert result["errors"] == []
+    # the JSON is the whole result: reread, it matches the printed table rows
+    assert len(result["rows"]) == len(bench.table_rows(result))
+
+
+def test_forward_flops_match_analytic_count(params):
+    demo = params["backbone"]["demo"]
+    net, _ = bench.build_classifier("demo", params, torch.device("cpu"))
+    expected = analytic_vit_flops(demo["image_size"], demo["patch_size"], demo["vision_width"],
+                                  demo["vision_layers"], demo["embed_dim"], net.num_classes)
+    x = torch.rand(3, 3, demo["image_size"], demo["image_size"])
+
+    def forward():
+        with torch.no_grad():
+            net(x)
+
+    counted = bench.count_flops(forward) / 3
+    assert counted == pytest.approx(expected, rel=0.10)
+    # attention included (the CPU SDPA kernel has no formula in torch): much closer than 10%
+    assert counted == pytest.approx(expected, rel=0.02)
+    # the no-grad MultiheadAttention fast path must not hide the attention FLOPs
+    net.eval()
+    assert bench.count_flops(forward) / 3 == pytest.approx(counted, rel=1e-9)
+
+
+def test_step_flops_are_consistent_with_the_forward(params):
+    """Attack step = forward + backward to the input (~2 F); UCAT step = steps x 2F + reference and model forwards (2F) + backward (2F)."""
+    attack = params["finetune"]["attack"]
+    net, _ = bench.build_classifier("demo", params, torch.device("cpu"))
+    f = bench.model_flops(net, params, attack, pgd_steps=7, device=torch.device("cpu"))
+    fwd = f["forward"]
+    assert f["attack_step"] == pytest.approx(2 * fwd, rel=0.10)
+    assert f["finetune_step"] == pytest.approx((2 * attack["steps"] + 4) * fwd, rel=0.10)
+    assert f["pgd_eval"] == pytest.approx(7 * f["attack_step"] + fwd)
+
+
+def test_bf16_autocast_numerics_on_cpu(params):
+    num = bench.numerics(params, torch.device("cpu"), n=64)
+    assert num["fast_dtype"] == "bfloat16"
+    assert num["max_abs_delta_logits"] > 0  # bf16 really ran: a silent fp32 fallback would give 0
+    assert num["max_abs_delta_logits"] < 2.0
+    assert num["argmax_agreement"] >= 0.9
+    assert num["abs_delta_pgd_accuracy"] <= 0.1
+    assert 0 < num["pgd_accuracy_fp32"] < 1  # the short PGD neither fails nor wins outright
+    assert num["within_tolerance"] is True
+
+
+def test_merged_length_and_profiler_busy_fraction():
+    assert bench.merged_length([]) == 0
+    assert bench.merged_length([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
+    a = torch.randn(256, 256)
+    busy = bench.busy_fraction(lambda: [a @ a for _ in range(5)], 2, torch.device("cpu"), on="cpu")
+    assert busy["kernels"] > 0
+    assert 0 < busy["profiled_fraction"] <= 1.05
+
+
+def test_cli_rejects_unknown_model(params, tmp_path, capsys):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    out = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--params", str(params_file), "--model", "resnet", "--out", str(out), "--quiet"])
+    assert rc == 2
+    assert "--model" in capsys.readouterr().err
+    assert not out.exists()
