@@ -38,6 +38,17 @@ def tmp_params(params, tmp_path):
     return p
 
 
+@pytest.fixture()
+def tiny_checkpoint(tiny_clip, tmp_path):
+    """The tiny CLIP saved as a ucat checkpoint (a backbone file)."""
+    from ucat import models
+
+    clip, arch = tiny_clip
+    path = tmp_path / "m.pt"
+    models.save_checkpoint(path, clip, arch)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_clip():
     """A randomly initialised tiny CLIP and its architecture record."""

@@ -9,12 +9,9 @@ from ucat.errors import CheckpointError, ConfigError, DataError
 
 
 @pytest.fixture()
-def ready(tmp_params, tiny_clip, tmp_path):
-    clip, arch = tiny_clip
+def ready(tmp_params, tiny_checkpoint):
     data.prepare("demo_shapes", tmp_params)
-    ckpt = tmp_path / "m.pt"
-    models.save_checkpoint(ckpt, clip, arch)
-    return tmp_params, ckpt
+    return tmp_params, tiny_checkpoint
 
 
 def test_cell_writes_metrics_and_samples(ready, tmp_path):

@@ -10,12 +10,9 @@ TRAINED = [m for m, s in methods.METHODS.items() if s.finetuned]
 
 
 @pytest.fixture()
-def setup(tmp_params, tiny_clip, tmp_path):
-    clip, arch = tiny_clip
+def setup(tmp_params, tiny_checkpoint):
     data.prepare("demo_train", tmp_params)
-    backbone = tmp_path / "backbone.pt"
-    models.save_checkpoint(backbone, clip, arch)
-    return tmp_params, backbone
+    return tmp_params, tiny_checkpoint
 
 
 def _classifier(tiny_clip, names):

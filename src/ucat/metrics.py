@@ -109,6 +109,11 @@ def summarize(samples: dict[str, np.ndarray], n_bins: int = 15) -> dict:
     def listify(a):
         return [None if (isinstance(x, float) and math.isnan(x)) else x for x in np.asarray(a).tolist()]
 
+    wrong = ~correct
+
+    def mean_where(key, mask):  # None when no sample qualifies
+        return float(samples[key][mask].mean()) if mask.any() else None
+
     return {
         "n": int(len(correct)),
         "accuracy": float(correct.mean()),
@@ -119,5 +124,11 @@ def summarize(samples: dict[str, np.ndarray], n_bins: int = 15) -> dict:
         "entropy": float(samples["entropy"].mean()),
         "aleatoric": float(samples["aleatoric"].mean()),
         "epistemic": float(samples["epistemic"].mean()),
+        # uncertainty where the model errs: adversarial errors made with clean-level confidence
+        # are the paper's "suppressed uncertainty"
+        "confidence_wrong": mean_where("confidence", wrong),
+        "entropy_wrong": mean_where("entropy", wrong),
+        "confidence_correct": mean_where("confidence", correct),
+        "entropy_correct": mean_where("entropy", correct),
         "reliability": {k: listify(v) for k, v in bins.items()},
     }

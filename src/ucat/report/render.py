@@ -31,8 +31,11 @@ class Table:
         self.rows.extend(rows)
 
 
-def fmt(value: float | None, digits: int = 2) -> str:
-    return NA if value is None else f"{value:.{digits}f}"
+def fmt(value: float | None, digits: int | None = 2) -> str:
+    """Fixed decimals; ``digits=None`` gives 3 significant digits (EU can be ~1e-9)."""
+    if value is None:
+        return NA
+    return f"{value:.3g}" if digits is None else f"{value:.{digits}f}"
 
 
 def paired(repro: float | None, paper: float | None) -> str:

@@ -20,7 +20,8 @@ ABLATION_ORDER = ("clip", "tecoa", *ABLATIONS, "ucat")   # the paper's ablation 
 CONVENTIONS = {"paper": "paper convention, entropy and AU in nats, EU = C/(α₀ + C) in (0, 1]",
                "code": "official-code convention, each divided by log C",
                None: "convention not recorded or mixed"}
-UNCERTAINTY = (("confidence", "Conf (%)", 100.0), ("entropy", "Entropy", 1.0),
+UNCERTAINTY = (("confidence", "Conf (%)", 100.0), ("confidence_wrong", "Conf | wrong (%)", 100.0),
+               ("entropy", "Entropy", 1.0), ("entropy_wrong", "Entropy | wrong", 1.0),
                ("aleatoric", "AU", 1.0), ("epistemic", "EU", 1.0))
 
 
@@ -112,7 +113,7 @@ def uncertainty_tables(res: Results) -> tuple[list[Table], list[dict]]:
         block = []
         for a, e in s.conditions():
             block.append([method_name(m), s.label(a, e), fmt(res.mean(m, a, e)),
-                          *(fmt(res.mean(m, a, e, key, scale), 2 if scale == 100 else 3)
+                          *(fmt(res.mean(m, a, e, key, scale), 2 if scale == 100 else None if key == "epistemic" else 3)
                             for key, _, scale in UNCERTAINTY)])
             for key, _, scale in UNCERTAINTY:
                 rows += [long_row("uncertainty", m, d, a, e, key,
