@@ -156,3 +156,15 @@ def test_paper_configuration_dry_run_lists_the_full_matrix():
     params = config.load(ROOT / "config" / "paper.yaml")
     assert int(counts["evaluate"]) == len(params["methods"]) * 16 * 4 == 512
     assert int(counts["finetune"]) == 7 and int(counts["data"]) == 16
+
+
+def test_slurm_profile_plans_gpu_jobs_per_cell():
+    """The SLURM executor profile: lint-clean, and a dry run with the plugin gives GPU jobs."""
+    profile = ["--workflow-profile", "workflow/profiles/slurm", "--configfile", "config/paper.yaml"]
+    assert run(["snakemake", "--lint", *profile], ROOT, check=False).returncode == 0
+    out = run(["snakemake", "-n", *profile], ROOT).stdout
+    blocks = out.split("\nrule ")
+    finetune = [b for b in blocks if b.startswith("finetune:")]
+    evaluate = [b for b in blocks if b.startswith("evaluate:")]
+    assert len(finetune) == 7 and len(evaluate) == 512
+    assert all("gpu=1" in b and "slurm_partition=gpu" in b for b in finetune + evaluate)
