@@ -126,6 +126,13 @@ def stages(params: dict) -> list[Stage]:
     return out
 
 
+def report_figures(params: dict) -> list[str]:
+    """The report's PNG figures that `dvc plots show` renders (DVC cannot show the PDFs)."""
+    eps = params["evaluate"]["eps"]
+    return ([f"{paths.FIGURES}/reliability_eps{e}.png" for e in eps]
+            + [f"{paths.FIGURES}/{n}.png" for n in ("uncertainty_vs_eps", "accuracy_vs_ece", "training_curves")])
+
+
 def outputs(stage: Stage) -> list[str]:
     """What the stage produces (Snakemake's outputs): everything but the resume state."""
     return stage.outs + stage.persist + stage.metrics
@@ -151,13 +158,14 @@ def render_dvc_yaml(params: dict) -> str:
             st["metrics"] = [{m: {"cache": False}} for m in s.metrics]
         doc["stages"][s.name] = st
     trained = [m for m in params["methods"] if methods.get(m).finetuned]
+    figures = [{f: None} for f in report_figures(params)]
     doc["plots"] = [
         {f"Fine-tuning loss": {"x": "step", "y": {f"{paths.TRAIN_LIVE.format(method=m)}/plots/metrics/train/loss.tsv": "loss"
                                                   for m in trained}}},
         {f"Adversarial training accuracy": {"x": "step", "y": {
             f"{paths.TRAIN_LIVE.format(method=m)}/plots/metrics/train/adv_acc.tsv": "adv_acc" for m in trained}}},
-        {paths.FIGURES: None},
-    ] if trained else [{paths.FIGURES: None}]
+        *figures,
+    ] if trained else figures
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=200)
 
 
