@@ -114,7 +114,8 @@ def stages(params: dict) -> list[Stage]:
             continue
         live = paths.TRAIN_LIVE.format(method=m)
         out.append(Stage(f"finetune-{m}", finetune_cmd(m), deps=[paths.BACKBONE, paths.data_dir(params, ft)],
-                         params=finetune_params(m), outs=[paths.FINETUNED.format(method=m), f"{live}/plots"],
+                         params=finetune_params(m), outs=[paths.FINETUNED.format(method=m)],
+                         persist=[f"{live}/plots"],  # a resumed run appends to its curves
                          state=[paths.CHECKPOINTS.format(method=m)], metrics=[f"{live}/metrics.json"]))
     for m, d, a, e in paths.eval_cells(params):
         cell = dict(method=m, dataset=d, attack=a, eps=e)
