@@ -20,6 +20,31 @@ from .errors import ConfigError
 from .io import atomic_path, write_json
 
 
+def choose_batch_size(model, requested, device: torch.device, amp, num_items: int, cap: int = 4096) -> int:
+    """``requested``, or for ``auto`` the largest power of two whose attack step fits (256 on CPU).
+
+    The probe is one forward + input-gradient pass, what every attack step costs.
+    """
+    if requested != "auto":
+        return int(requested)
+    if device.type != "cuda":
+        return min(256, max(1, num_items))
+    best, batch = 16, 16
+    while batch <= min(cap, max(16, num_items)):
+        try:
+            x = torch.rand(batch, 3, model.image_size, model.image_size, device=device, requires_grad=True)
+            with models.autocast(amp, device):
+                torch.autograd.grad(model(x).float().logsumexp(-1).sum(), x)
+            best = batch
+            batch *= 2
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            x = None
+            torch.cuda.empty_cache()
+    return best
+
+
 def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
              device: torch.device, method: str | None = None, progress: bool = True) -> tuple[dict, dict]:
     """Attack and score one cell; returns ``(summary, per_sample_arrays)``."""
@@ -33,8 +58,11 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
     model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
     model.requires_grad_(False)  # attacks need input gradients only
     del clip_model
+    if params["run"]["compile"]:
+        model.visual.compile()  # in place: state_dict keys unchanged
     amp = models.autocast_dtype(params["run"]["precision"], device)
-    loader = DataLoader(images, batch_size=ev["batch_size"], shuffle=False,
+    batch_size = choose_batch_size(model, ev["batch_size"], device, amp, len(images))
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False,
                         num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda")
     gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 2)
     chunks: list[dict] = []
@@ -51,7 +79,7 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
     samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     summary = {"method": method, "dataset": dataset, "attack": attack, "eps": 0 if attack == "clean" else eps,
                "num_classes": model.num_classes, **metrics.summarize(samples, ev["ece_bins"]),
-               "uncertainty_convention": ev["uncertainty"], "seconds": round(time.time() - start, 2),
+               "uncertainty_convention": ev["uncertainty"], "batch_size": batch_size, "seconds": round(time.time() - start, 2),
                "images_per_second": round(len(samples["label"]) / max(time.time() - start, 1e-9), 1)}
     return summary, samples
 

@@ -164,6 +164,10 @@ def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str
     model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
     reference = model.frozen_copy() if spec.needs_reference else None
     model.train()
+    if params["run"]["compile"]:
+        model.visual.compile()  # in place: state_dict keys (checkpoints) unchanged
+        if reference is not None:
+            reference.visual.compile()
 
     steps_per_epoch = math.ceil(len(dataset) / cfg["batch_size"])
     if cfg["max_steps_per_epoch"]:
