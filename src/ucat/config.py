@@ -56,23 +56,10 @@ def validate(params: Mapping[str, Any], source: str = "params") -> dict:
 
 def _check_consistency(p: dict, source: str) -> None:
     """Cross-key rules a JSON schema cannot express."""
-    if p["data"]["finetune"] in p["data"]["datasets"] and p["data"]["finetune"] == "demo_train":
+    if "demo_train" in p["data"]["datasets"]:
         raise ConfigError(f"{source}: data.datasets: demo_train is the fine-tuning set, not a zero-shot evaluation set")
-    for section in ("finetune.attack", "fare"):
-        node = p
-        for k in section.split("."):
-            node = node[k]
-        if node["steps"] > 0 and node["step_size"] > node["eps"] * 2:
-            raise ConfigError(f"{source}: {section}.step_size: {node['step_size']} exceeds twice eps ({node['eps']})")
     if p["backbone"]["source"] == "demo" and not all(d.startswith("demo_") for d in p["data"]["datasets"] + [p["data"]["finetune"]]):
         raise ConfigError(f"{source}: data.datasets: the demo backbone only understands the demo_* data sets")
-
-
-def deep_merge(base: dict, over: Mapping) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -105,7 +92,7 @@ def load(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) 
     return validate(params, source=str(path))
 
 
-def fingerprint(params: Mapping[str, Any], keys: list[str]) -> dict:
+def select(params: Mapping[str, Any], keys: list[str]) -> dict:
     """The sub-tree of ``params`` named by dotted ``keys``: what a stage depends on."""
     out = {}
     for key in keys:

@@ -26,7 +26,7 @@ if not os.path.exists(PARAMS_FILE) or open(PARAMS_FILE).read() != _text:
 
 def param_values(keys):
     """The values of the parameter keys a job reads: a change reruns the job."""
-    return ucat_config.fingerprint(PARAMS, keys)
+    return ucat_config.select(PARAMS, keys)
 
 
 def gpu_per_job():
