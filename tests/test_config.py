@@ -50,3 +50,9 @@ def test_bad_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("run: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         config.load(tmp_path / "bad.yaml")
+
+
+def test_report_formats_must_include_png():
+    with pytest.raises(ConfigError, match="report.formats"):
+        config.load(ROOT / "params.yaml", ["report.formats=[pdf]"])
+    assert config.load(ROOT / "params.yaml", ["report.formats=[png]"])["report"]["formats"] == ["png"]

@@ -122,6 +122,7 @@ def test_reduced_demo_runs_end_to_end_through_snakemake(tmp_path):
     assert (repo / "results/tables/main.md").is_file()
     for figure in workflow.report_figures(reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",))):
         assert (repo / figure).is_file(), figure  # what dvc.yaml's plots name exists
+    assert not list((repo / "results/figures").glob("*.pdf"))  # report.formats: [png]
     again = run(["snakemake", "--cores", "2"], repo)
     assert "Nothing to be done" in again.stdout + again.stderr
 

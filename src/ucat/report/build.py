@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 FIGURE_CAPTIONS = {
     "reliability": "Reliability diagrams per method, clean vs each attack (bins pooled over data sets).",
-    "uncertainty_vs_eps": "Mean entropy, AU and EU against ε (0 = clean) per attack and method.",
+    "uncertainty_vs_eps": "Mean entropy of the wrong predictions, entropy, AU and EU against ε (0 = clean) per attack and method.",
     "accuracy_vs_ece": "Accuracy against ECE; each method's clean and attacked points joined.",
     "accuracy_bars": "Clean vs robust top-1 accuracy per data set and method.",
     "training_curves": "Fine-tuning loss, adversarial training accuracy and other logged terms per step.",
@@ -65,7 +65,8 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     write_text(path, missing_md or "No missing cells.\n")
     table_paths.append(path)
 
-    figure_paths = _figures(res, metrics_dir, samples_dir, out / "figures") if figures else []
+    formats = tuple(cfg.get("report", {}).get("formats", ("png", "pdf")))
+    figure_paths = _figures(res, metrics_dir, samples_dir, out / "figures", formats) if figures else []
     write_json(summary_path, build_summary(res))
     report = out / "report.md"
     write_text(report, _report_md(setting, sections, res.missing, figure_paths, out))
@@ -73,7 +74,7 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
             "missing": list(res.missing)}
 
 
-def _figures(res, metrics_dir, samples_dir, fig_dir: Path) -> list[Path]:
+def _figures(res, metrics_dir, samples_dir, fig_dir: Path, formats=("png", "pdf")) -> list[Path]:
     s = res.setting
     jobs = [(f"reliability_eps{e}", lambda e=e: F.reliability_figure(res, e)) for e in s.eps]
     jobs += [("uncertainty_vs_eps", lambda: F.uncertainty_figure(res)),
@@ -90,7 +91,7 @@ def _figures(res, metrics_dir, samples_dir, fig_dir: Path) -> list[Path]:
             if fig is None:
                 log.warning("report: nothing to draw for figure %s; skipped", stem)
                 continue
-            paths += F.save(fig, fig_dir / stem)
+            paths += F.save(fig, fig_dir / stem, formats)
     return paths
 
 
@@ -126,8 +127,9 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
         lines += ["## Figures", ""]
         for p in pngs:
             caption = next((c for k, c in FIGURE_CAPTIONS.items() if p.stem.startswith(k)), "")
-            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  ",
-                      f"`{p.stem}`: {caption} ([PDF]({p.with_suffix('.pdf').relative_to(out).as_posix()}))", ""]
+            pdf = p.with_suffix(".pdf")
+            link = f" ([PDF]({pdf.relative_to(out).as_posix()}))" if pdf in figure_paths else ""
+            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  ", f"`{p.stem}`: {caption}{link}", ""]
     if missing:
         lines += ["## Missing cells", ""]
         lines += [f"- {m} / {d} / {a} ε={e}: {reason}" for m, d, a, e, reason in missing]

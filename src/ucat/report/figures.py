@@ -51,10 +51,10 @@ def method_colour(method: str, methods=()) -> str:
     return _SPARE[(unknown.index(method) if method in unknown else len(unknown)) % len(_SPARE)]
 
 
-def save(fig, stem) -> list:
-    """Write ``stem.png`` and ``stem.pdf`` atomically; return both paths."""
+def save(fig, stem, formats=("png", "pdf")) -> list:
+    """Write ``stem.<ext>`` for each format atomically; return the paths."""
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in formats:
         path = stem.with_suffix(f".{ext}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, bbox_inches="tight")
