@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from ucat.data import real
+from ucat.data import integrity, real
 from ucat.data.transforms import eval_transform
 from ucat.errors import ConfigError, DataError
 
@@ -224,7 +224,7 @@ def test_verify_real_accepts_a_complete_copy(name, built, monkeypatch):
     spec = real.REAL_DATASETS[name]
     assert m["name"] == name and m["num_classes"] == spec.num_classes and m["paper_name"] == spec.paper_name
     assert m["num_samples"][spec.eval_split] == fake.counts[spec.eval_split]
-    assert m["classnames_sha256"] == real._names_hash(real.classnames(name))
+    assert m["classnames_sha256"] == integrity.names_hash(real.classnames(name))
     assert m["files"] or m["trees"]
     if name in real.KNOWN_FILE_MD5:  # the official md5 of every such file the split needs was checked
         assert m["official_md5_checked"] and set(m["official_md5_checked"]) == set(fake.file_md5) & set(m["files"])

@@ -8,7 +8,6 @@ at the model's resolution together with the class names, checked to agree.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torch.utils.data import Dataset, Subset
 from ..errors import DataError, unknown_choice
 from ..io import atomic_path, write_json
 from . import demo
+from .integrity import names_hash, sha256
 
 MANIFEST = "MANIFEST.json"
 
@@ -72,18 +72,6 @@ def _demo_file(root: Path, name: str) -> Path:
     return root / name / "images.npz"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _names_hash(names: list[str]) -> str:
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()
-
-
 def prepare(name: str, params: dict) -> dict:
     """Generate (demo) or download + verify (real) a data set; write and return its manifest."""
     root = Path(params["data"]["root"])
@@ -100,8 +88,8 @@ def prepare(name: str, params: dict) -> dict:
         with open(tmp, "wb") as fh:
             np.savez(fh, images=images.numpy(), labels=labels.numpy(), classnames=np.array(names))
     manifest = {"name": name, "source": "ucat.data.demo (generated)", "seed": params["run"]["seed"],
-                "files": {path.name: _sha256(path)}, "num_samples": {"all": int(len(labels))},
-                "num_classes": len(names), "classnames_sha256": _names_hash(names)}
+                "files": {path.name: sha256(path)}, "num_samples": {"all": int(len(labels))},
+                "num_classes": len(names), "classnames_sha256": names_hash(names)}
     write_json(root / name / MANIFEST, manifest)
     return manifest
 
@@ -112,7 +100,7 @@ def _load_demo(root: Path, name: str, size: int) -> tuple[Dataset, list[str]]:
     if not path.is_file() or not manifest_path.is_file():
         raise DataError(f"{path}: demo data set missing; run `ucat data {name}` first")
     manifest = json.loads(manifest_path.read_text())
-    if manifest["files"].get(path.name) != _sha256(path):
+    if manifest["files"].get(path.name) != sha256(path):
         raise DataError(f"{path}: checksum differs from {manifest_path}; regenerate with `ucat data {name}`")
     with np.load(path) as z:
         images, labels, names = torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), list(z["classnames"])

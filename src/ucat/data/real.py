@@ -48,6 +48,8 @@ from torch.utils.data import Dataset
 from ucat.errors import DataError, unknown_choice
 from ucat.io import write_json
 
+from . import integrity
+
 from .transforms import to_rgb
 
 MANIFEST = "MANIFEST.json"
@@ -246,28 +248,9 @@ def class_ids(name: str) -> list[str] | None:
     return None if ids is None else list(ids)
 
 
-def _names_hash(names: list[str]) -> str:
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------ integrity helpers
-
-def _digests(path: Path) -> dict[str, Any]:
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            md5.update(chunk)
-            sha.update(chunk)
-    return {"bytes": path.stat().st_size, "md5": md5.hexdigest(), "sha256": sha.hexdigest()}
-
-
-def _sha256(path: Path) -> str:
-    return _digests(path)["sha256"]
-
-
-def _md5(path: Path) -> str:
-    return _digests(path)["md5"]
-
 
 def _tree_digest(folder: Path) -> dict[str, Any]:
     """Cheap fingerprint of an image tree: sorted relative paths and sizes (no content hashing)."""
@@ -313,7 +296,7 @@ def _check_known_md5(spec: DatasetSpec, d: Path, files: Iterable[Path]) -> list[
         md5 = known.get(rel)
         if md5 is None or not p.is_file():
             continue
-        got = _md5(p)
+        got = integrity.md5(p)
         if got != md5:
             raise DataError(f"{spec.name}: {p} is corrupt or truncated (md5 {got}, expected {md5}). "
                             f"{_how_to_get(spec)}")
@@ -973,7 +956,7 @@ def _verify_dir(spec: DatasetSpec, d: Path, recorded: dict | None, archives: dic
         counts[split] = n
         for p in ad.key_files(d, split):
             if p.is_file():
-                files[p.relative_to(d).as_posix()] = _sha256(p)
+                files[p.relative_to(d).as_posix()] = integrity.sha256(p)
         for t in ad.trees(d, split):
             if t.is_dir():
                 trees[t.relative_to(d).as_posix()] = _tree_digest(t)
@@ -998,7 +981,7 @@ def _verify_dir(spec: DatasetSpec, d: Path, recorded: dict | None, archives: dic
         "eval_split": spec.eval_split,
         "num_classes": spec.num_classes,
         "num_samples": counts,
-        "classnames_sha256": _names_hash(names),
+        "classnames_sha256": integrity.names_hash(names),
         "archives": archives,
         "files": dict(sorted(files.items())),
         "trees": dict(sorted(trees.items())),
@@ -1128,7 +1111,7 @@ def _check_file(path: Path, res: Resource) -> tuple[dict, str | None]:
     size = path.stat().st_size
     if res.size is not None and size != res.size:
         return {"bytes": size}, f"{size} bytes, expected {res.size} (truncated or a different file)"
-    info = _digests(path)
+    info = integrity.digests(path)
     if res.md5 is not None and info["md5"] != res.md5:
         return info, f"md5 {info['md5']}, expected {res.md5}"
     if res.sha256 is not None and info["sha256"] != res.sha256:
