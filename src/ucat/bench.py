@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from . import attacks, models, train
+from .data.demo import DEMO_SETS
 from .errors import ConfigError
 
 PAPER_BATCH = 256                 # the paper's fine-tuning batch
@@ -45,7 +46,7 @@ GPU_PGD_STEPS = 100
 CPU_PGD_STEPS = 10
 CPU_BATCH = 64
 VIT_CLASSES = 200                 # TinyImageNet's label set
-DEMO_CLASSES = 38
+DEMO_CLASSES = len(DEMO_SETS["demo_train"].classnames)   # the demo fine-tuning label set
 VIT_LOGIT_SCALE = 100.0
 MAX_SEARCH_BATCH = 1 << 16
 NUMERICS_TOL = {"argmax_agreement_min": 0.9, "abs_delta_accuracy_max": 0.1}
