@@ -29,4 +29,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         paths.SUMMARY,
+        [paths.BACKBONE_SUMMARY.format(backbone=b) for b in BACKBONES],
     default_target: True

@@ -56,3 +56,16 @@ def test_report_formats_must_include_png():
     with pytest.raises(ConfigError, match="report.formats"):
         config.load(ROOT / "params.yaml", ["report.formats=[pdf]"])
     assert config.load(ROOT / "params.yaml", ["report.formats=[png]"])["report"]["formats"] == ["png"]
+
+
+def test_backbone_models_are_unique_and_the_demo_has_one():
+    with pytest.raises(ConfigError, match="unique"):
+        config.load(ROOT / "params.yaml", ["backbone.models=[{name: a, pretrained: null}, {name: a, pretrained: null}]"])
+    with pytest.raises(ConfigError, match="exactly one"):
+        config.load(ROOT / "params.yaml", ["backbone.models=[{name: a, pretrained: null}, {name: b, pretrained: null}]"])
+    p = config.load(ROOT / "config" / "paper.yaml",
+                    ["backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}]"])
+    from ucat import paths
+
+    assert paths.backbones(p) == ["ViT-B-32-quickgelu", "ViT-B-16-quickgelu"]
+    assert len(paths.eval_cells(p)) == 2 * len(p["methods"]) * 16 * 4

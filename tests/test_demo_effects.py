@@ -26,7 +26,7 @@ def demo_run(tmp_path_factory):
 
 
 def cell(repo, method, dataset, attack, eps):
-    return json.loads((repo / f"metrics/eval/{method}/{dataset}/{attack}_eps{eps}.json").read_text())
+    return json.loads((repo / f"metrics/demo/eval/{method}/{dataset}/{attack}_eps{eps}.json").read_text())
 
 
 def test_pretrained_demo_clip_is_a_zero_shot_classifier(demo_run):
@@ -44,7 +44,7 @@ def test_attacks_lower_accuracy_and_suppress_uncertainty_of_errors(demo_run):
         assert adv["accuracy"] < clean["accuracy"] - 0.1, d
         # adversarial errors are confident errors: lower entropy than the model's clean mistakes
         assert adv["entropy_wrong"] < clean["entropy_wrong"], d
-        samples = np.load(repo / f"results/samples/clip/{d}/pgd_eps{eps}.npz")
+        samples = np.load(repo / f"results/demo/samples/clip/{d}/pgd_eps{eps}.npz")
         assert len(samples["label"]) == adv["n"]
 
 
@@ -58,4 +58,4 @@ def test_adversarial_fine_tuning_restores_robustness(demo_run):
     assert robust("tecoa") > robust("clip") + 0.05
     assert robust("ucat") > robust("clip") + 0.05
     summary = json.loads((repo / "metrics/summary.json").read_text())
-    assert {"clip", "tecoa", "ucat", "pmg_aft", "fare"} <= set(summary)
+    assert {"clip", "tecoa", "ucat", "pmg_aft", "fare"} <= set(summary["demo"])

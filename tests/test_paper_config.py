@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_paper_config_matches_the_protocol():
     p = config.load(ROOT / "config" / "paper.yaml")
-    assert p["backbone"] == {**p["backbone"], "source": "open_clip", "name": "ViT-B-32-quickgelu", "pretrained": "openai"}
+    assert p["backbone"]["source"] == "open_clip"
+    assert p["backbone"]["models"][0] == {"name": "ViT-B-32-quickgelu", "pretrained": "openai"}
     assert p["finetune"]["attack"] == {"eps": 1, "steps": 2, "step_size": 1}
     assert (p["finetune"]["optimizer"], p["finetune"]["lr"], p["finetune"]["momentum"]) == ("sgd", 1e-4, 0.9)
     assert (p["finetune"]["epochs"], p["finetune"]["batch_size"], p["finetune"]["warmup_steps"]) == (10, 256, 1000)

@@ -115,14 +115,14 @@ def test_reduced_demo_runs_end_to_end_through_snakemake(tmp_path):
     repo = copy_repo(tmp_path / "repo", reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",)))
     run(["snakemake", "--cores", "2"], repo, timeout=900)
     summary = json.loads((repo / "metrics/summary.json").read_text())
-    assert set(summary) >= {"clip", "ucat"}
+    assert set(summary) == {"demo"} and set(summary["demo"]) >= {"clip", "ucat"}
     for m in ("clip", "ucat"):
-        cell = json.loads((repo / f"metrics/eval/{m}/demo_shapes/pgd_eps8.json").read_text())
+        cell = json.loads((repo / f"metrics/demo/eval/{m}/demo_shapes/pgd_eps8.json").read_text())
         assert 0 <= cell["accuracy"] <= 1 and cell["n"] == 24
-    assert (repo / "results/tables/main.md").is_file()
+    assert (repo / "results/demo/tables/main.md").is_file()
     for figure in workflow.report_figures(reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",))):
         assert (repo / figure).is_file(), figure  # what dvc.yaml's plots name exists
-    assert not list((repo / "results/figures").glob("*.pdf"))  # report.formats: [png]
+    assert not list((repo / "results/demo/figures").glob("*.pdf"))  # report.formats: [png]
     again = run(["snakemake", "--cores", "2"], repo)
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -134,18 +134,19 @@ def _ran_stages(output: str) -> set[str]:
 def test_dvc_repro_reruns_only_what_a_parameter_change_touches(tmp_path):
     params = reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",), attacks=("clean", "pgd"))
     repo = copy_repo(tmp_path / "repo", params)
-    (repo / ".gitignore").write_text("/data/\n/models/\n/metrics/eval/\n/results/\n/logs/\n")
+    (repo / ".gitignore").write_text("/data/\n/models/\n/metrics/demo/eval/\n/results/\n/logs/\n")
     run("git init -q && git config user.email t@t && git config user.name t && dvc init -q && "
         "dvc config core.analytics false && git add -A && git commit -qm init", repo)
     first = run(["dvc", "repro"], repo, timeout=900).stdout
-    assert {"backbone", "finetune-ucat", "report"} <= _ran_stages(first)
+    assert {"backbone-demo", "finetune-demo-ucat", "report"} <= _ran_stages(first)
     run("git add -A && git commit -qm 'first run'", repo)
     assert _ran_stages(run(["dvc", "repro"], repo).stdout) == set()
 
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(re.sub(r"tau_prime: 0\.07", "tau_prime: 0.2", text, count=1))
     second = _ran_stages(run(["dvc", "repro"], repo, timeout=900).stdout)
-    assert second == {"finetune-ucat", "evaluate-ucat-demo_shapes-clean-0", "evaluate-ucat-demo_shapes-pgd-8", "report"}
+    assert second == {"finetune-demo-ucat", "evaluate-demo-ucat-demo_shapes-clean-0",
+                      "evaluate-demo-ucat-demo_shapes-pgd-8", "report"}
     diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
     changed = json.loads(diff)
     assert any("ucat" in f or any("ucat" in k for k in v) for f, v in changed.items()), diff
@@ -153,7 +154,7 @@ def test_dvc_repro_reruns_only_what_a_parameter_change_touches(tmp_path):
 
 def test_paper_configuration_dry_run_lists_the_full_matrix():
     """No network needed: the dry run plans every (method, data set, attack, eps) cell."""
-    res = run(["snakemake", "-n", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)
+    res = run(["snakemake", "-n", "-F", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
     params = config.load(ROOT / "config" / "paper.yaml")
     assert int(counts["evaluate"]) == len(params["methods"]) * 16 * 4 == 512

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from . import models
 from .data import demo
+from .errors import unknown_choice
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -78,19 +79,29 @@ def pretrain_demo(params: dict, device: torch.device, progress: bool = True):
     return model.eval(), arch, meta
 
 
-def download_open_clip(params: dict, cache_dir: str | None = None):
+def entry(params: dict, backbone: str) -> dict:
+    """The ``backbone.models`` entry of a backbone id (see :func:`ucat.paths.backbones`)."""
+    from .paths import backbones
+
+    ids = backbones(params)
+    if backbone not in ids:
+        raise unknown_choice("backbone", backbone, ids)
+    return params["backbone"]["models"][ids.index(backbone)]
+
+
+def download_open_clip(model_entry: dict, cache_dir: str | None = None):
     """Fetch open_clip weights by tag (or read a local file); returns ``(model, arch, meta)``."""
-    bb = params["backbone"]
-    arch = {"name": bb["name"], "overrides": {}}
-    model = models.create_clip(arch, pretrained=bb["pretrained"], cache_dir=cache_dir)
-    return model, arch, {"source": "open_clip", "pretrained": bb["pretrained"]}
+    arch = {"name": model_entry["name"], "overrides": {}}
+    model = models.create_clip(arch, pretrained=model_entry["pretrained"], cache_dir=cache_dir)
+    return model, arch, {"source": "open_clip", "pretrained": model_entry["pretrained"]}
 
 
-def build(params: dict, out: str | Path, device: torch.device, progress: bool = True) -> dict:
-    """Run the backbone stage and write ``out`` atomically; returns the metadata."""
+def build(params: dict, backbone: str, out: str | Path, device: torch.device, progress: bool = True) -> dict:
+    """Run the backbone stage for one backbone id and write ``out`` atomically; returns the metadata."""
+    model_entry = entry(params, backbone)
     if params["backbone"]["source"] == "demo":
         model, arch, meta = pretrain_demo(params, device, progress)
     else:
-        model, arch, meta = download_open_clip(params)
+        model, arch, meta = download_open_clip(model_entry)
     models.save_checkpoint(out, model, arch, meta)
     return meta

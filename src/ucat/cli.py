@@ -60,12 +60,24 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _backbone_id(args, params) -> str:
+    ids = paths.backbones(params)
+    chosen = args.backbone_id or ids[0]
+    if chosen not in ids:
+        from .errors import unknown_choice
+
+        raise unknown_choice("backbone", chosen, ids)
+    return chosen
+
+
 def cmd_backbone(args) -> int:
     from . import backbone
 
     params, device = _setup(args)
-    meta = backbone.build(params, args.out, device, progress=not args.quiet)
-    print(f"backbone written to {args.out}: {json.dumps(meta)}")
+    b = _backbone_id(args, params)
+    out = args.out or paths.BACKBONE.format(backbone=b)
+    meta = backbone.build(params, b, out, device, progress=not args.quiet)
+    print(f"backbone {b} written to {out}: {json.dumps(meta)}")
     return 0
 
 
@@ -74,12 +86,12 @@ def cmd_finetune(args) -> int:
 
     params, device = _setup(args)
     methods.get(args.method)
-    m = args.method
+    at = dict(backbone=_backbone_id(args, params), method=args.method)
     meta = train.finetune(
-        params, m, args.backbone, args.out or paths.FINETUNED.format(method=m),
-        args.checkpoint_dir or paths.CHECKPOINTS.format(method=m), args.live_dir or paths.TRAIN_LIVE.format(method=m),
+        params, args.method, args.backbone or paths.BACKBONE.format(**at), args.out or paths.FINETUNED.format(**at),
+        args.checkpoint_dir or paths.CHECKPOINTS.format(**at), args.live_dir or paths.TRAIN_LIVE.format(**at),
         device, progress=not args.quiet, stop_after_steps=args.stop_after_steps)
-    print(f"finetune {m}: {json.dumps(meta)}")
+    print(f"finetune {args.method}: {json.dumps(meta)}")
     return 0
 
 
@@ -88,25 +100,27 @@ def cmd_evaluate(args) -> int:
 
     params, device = _setup(args)
     methods.get(args.method)
-    cell = dict(method=args.method, dataset=args.dataset, attack=args.attack, eps=0 if args.attack == "clean" else args.eps)
-    checkpoint = args.checkpoint or paths.model_for(args.method)
+    b = _backbone_id(args, params)
+    cell = dict(backbone=b, method=args.method, dataset=args.dataset, attack=args.attack,
+                eps=0 if args.attack == "clean" else args.eps)
+    checkpoint = args.checkpoint or paths.model_for(b, args.method)
     summary, samples = evaluate.evaluate(params, checkpoint, args.dataset, args.attack, args.eps, device,
                                          method=args.method, progress=not args.quiet)
     evaluate.write_outputs(summary, samples, args.out_json or paths.EVAL_JSON.format(**cell),
                            args.out_npz or paths.EVAL_NPZ.format(**cell))
-    print(f"{args.method}/{args.dataset}/{args.attack}@{cell['eps']}/255: acc {summary['accuracy']:.4f} "
+    print(f"{b}/{args.method}/{args.dataset}/{args.attack}@{cell['eps']}/255: acc {summary['accuracy']:.4f} "
           f"ece {summary['ece']:.4f} ({summary['images_per_second']} img/s)")
     return 0
 
 
 def cmd_report(args) -> int:
     from . import config
-    from .report import build_report
+    from .report import build_reports
 
     params = config.load(args.params, args.overrides)
-    build_report(params, metrics_dir=args.metrics_dir, samples_dir=args.samples_dir, out_dir=args.out,
-                 summary_path=args.summary)
-    print(f"report written to {args.out}/ and {args.summary}")
+    build_reports(params)
+    print(f"report written to {', '.join(paths.RESULTS.format(backbone=b) for b in paths.backbones(params))}/ "
+          f"and {paths.SUMMARY}")
     return 0
 
 
@@ -155,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("backbone", help="pretrain the demo CLIP or download open_clip weights to a local file")
-    p.add_argument("--out", default=paths.BACKBONE, help="checkpoint to write (default: %(default)s)")
+    p.add_argument("backbone_id", nargs="?", metavar="BACKBONE",
+                   help="a backbone.models name, or demo (default: the first)")
+    p.add_argument("--out", help=f"checkpoint to write (default: {paths.BACKBONE})")
     _common(p)
     p.set_defaults(func=cmd_backbone)
 
@@ -163,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Methods: " + "; ".join(f"{m.name}: {m.description}" for m in methods.METHODS.values()
                                                            if m.finetuned))
     p.add_argument("method", help=f"one of {', '.join(m for m, s in methods.METHODS.items() if s.finetuned)}")
-    p.add_argument("--backbone", default=paths.BACKBONE, help="backbone checkpoint (default: %(default)s)")
+    p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
+    p.add_argument("--backbone", help=f"backbone checkpoint (default: {paths.BACKBONE})")
     p.add_argument("--out", help=f"fine-tuned checkpoint (default: {paths.FINETUNED})")
     p.add_argument("--checkpoint-dir", help=f"resumable training state (default: {paths.CHECKPOINTS})")
     p.add_argument("--live-dir", help=f"dvclive metrics (default: {paths.TRAIN_LIVE})")
@@ -176,17 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a data set name (see `ucat data --help`)")
     p.add_argument("--attack", required=True, choices=attacks.ATTACKS)
     p.add_argument("--eps", type=int, default=0, help="l-inf budget in units of 1/255 (ignored for clean)")
+    p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
     p.add_argument("--checkpoint", help="model to evaluate (default: the method's fine-tuned model, or the backbone for clip)")
     p.add_argument("--out-json", help=f"metrics (default: {paths.EVAL_JSON})")
     p.add_argument("--out-npz", help=f"per-sample arrays (default: {paths.EVAL_NPZ})")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="tables, figures and metrics/summary.json from the evaluation metrics")
-    p.add_argument("--metrics-dir", default="metrics")
-    p.add_argument("--samples-dir", default="results/samples")
-    p.add_argument("--out", default="results")
-    p.add_argument("--summary", default=paths.SUMMARY)
+    p = sub.add_parser("report", help="tables, figures and metrics summaries from the evaluation metrics",
+                       description=f"Per backbone: {paths.TABLES}, {paths.FIGURES}, {paths.REPORT}, "
+                                   f"{paths.BACKBONE_SUMMARY}; all backbones: {paths.SUMMARY}.")
     _common(p)
     p.set_defaults(func=cmd_report)
 

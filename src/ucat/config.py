@@ -58,6 +58,11 @@ def _check_consistency(p: dict, source: str) -> None:
     """Cross-key rules a JSON schema cannot express."""
     if "demo_train" in p["data"]["datasets"]:
         raise ConfigError(f"{source}: data.datasets: demo_train is the fine-tuning set, not a zero-shot evaluation set")
+    names = [m["name"] for m in p["backbone"]["models"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: backbone.models: names must be unique, got {names}")
+    if p["backbone"]["source"] == "demo" and len(names) != 1:
+        raise ConfigError(f"{source}: backbone.models: the demo source builds exactly one model, got {len(names)}")
     if p["backbone"]["source"] == "demo" and not all(d.startswith("demo_") for d in p["data"]["datasets"] + [p["data"]["finetune"]]):
         raise ConfigError(f"{source}: data.datasets: the demo backbone only understands the demo_* data sets")
 

@@ -45,6 +45,7 @@ def data_params(dataset: str) -> list[str]:
     return []
 
 
+# the whole section: a model's entry is addressed by list position, which DVC params cannot name
 BACKBONE_PARAMS = ["run.seed", "backbone"]
 
 
@@ -60,7 +61,7 @@ def evaluate_params(attack: str) -> list[str]:
 
 
 REPORT_PARAMS = ["methods", "data.datasets", "evaluate.attacks", "evaluate.eps", "evaluate.pgd", "evaluate.cw",
-                 "backbone.name", "report"]
+                 "backbone.models", "report"]
 
 
 # --- commands ---
@@ -69,36 +70,44 @@ def data_cmd(dataset: str) -> str:
     return f"ucat data {dataset}"
 
 
-def backbone_cmd() -> str:
-    return f"ucat backbone --out {paths.BACKBONE}"
+def backbone_cmd(backbone: str) -> str:
+    return f"ucat backbone {backbone} --out {paths.BACKBONE.format(backbone=backbone)}"
 
 
-def finetune_cmd(method: str) -> str:
-    return (f"ucat finetune {method} --backbone {paths.BACKBONE} --out {paths.FINETUNED.format(method=method)} "
-            f"--checkpoint-dir {paths.CHECKPOINTS.format(method=method)} --live-dir {paths.TRAIN_LIVE.format(method=method)}")
+def finetune_cmd(backbone: str, method: str) -> str:
+    at = dict(backbone=backbone, method=method)
+    return (f"ucat finetune {method} --backbone {paths.BACKBONE.format(**at)} --out {paths.FINETUNED.format(**at)} "
+            f"--checkpoint-dir {paths.CHECKPOINTS.format(**at)} --live-dir {paths.TRAIN_LIVE.format(**at)}")
 
 
-def evaluate_cmd(method: str, dataset: str, attack: str, eps: int) -> str:
-    cell = dict(method=method, dataset=dataset, attack=attack, eps=eps)
+def evaluate_cmd(backbone: str, method: str, dataset: str, attack: str, eps: int) -> str:
+    cell = dict(backbone=backbone, method=method, dataset=dataset, attack=attack, eps=eps)
     return (f"ucat evaluate --method {method} --dataset {dataset} --attack {attack} --eps {eps} "
-            f"--checkpoint {paths.model_for(method)} --out-json {paths.EVAL_JSON.format(**cell)} "
+            f"--checkpoint {paths.model_for(backbone, method)} --out-json {paths.EVAL_JSON.format(**cell)} "
             f"--out-npz {paths.EVAL_NPZ.format(**cell)}")
 
 
 def report_cmd() -> str:
-    return f"ucat report --summary {paths.SUMMARY} --out results"
+    return "ucat report"
 
 
 def report_inputs(params: dict) -> list[str]:
     ins = []
-    for m, d, a, e in paths.eval_cells(params):
-        cell = dict(method=m, dataset=d, attack=a, eps=e)
+    for b, m, d, a, e in paths.eval_cells(params):
+        cell = dict(backbone=b, method=m, dataset=d, attack=a, eps=e)
         ins += [paths.EVAL_JSON.format(**cell), paths.EVAL_NPZ.format(**cell)]
-    ins += [f"{paths.TRAIN_LIVE.format(method=m)}/metrics.json" for m in params["methods"] if methods.get(m).finetuned]
+    ins += [f"{paths.TRAIN_LIVE.format(backbone=b, method=m)}/metrics.json"
+            for b in paths.backbones(params) for m in params["methods"] if methods.get(m).finetuned]
     return ins
 
 
-REPORT_OUTS = [paths.TABLES, paths.FIGURES, paths.REPORT]
+def report_outputs(params: dict) -> tuple[list[str], list[str]]:
+    """(outs, metrics) of the report stage: per backbone tables, figures, report.md and summary."""
+    outs, metrics = [], [paths.SUMMARY]
+    for b in paths.backbones(params):
+        outs += [p.format(backbone=b) for p in (paths.TABLES, paths.FIGURES, paths.REPORT)]
+        metrics.append(paths.BACKBONE_SUMMARY.format(backbone=b))
+    return outs, metrics
 
 
 def stages(params: dict) -> list[Stage]:
@@ -107,31 +116,39 @@ def stages(params: dict) -> list[Stage]:
     for d in paths.data_sets(params):
         out.append(Stage(f"data-{d}", data_cmd(d), params=data_params(d) + ["data.root"],
                          outs=[], persist=[paths.data_dir(params, d)]))
-    out.append(Stage("backbone", backbone_cmd(), params=BACKBONE_PARAMS, outs=[paths.BACKBONE]))
     ft = params["data"]["finetune"]
-    for m in params["methods"]:
-        if not methods.get(m).finetuned:
-            continue
-        live = paths.TRAIN_LIVE.format(method=m)
-        out.append(Stage(f"finetune-{m}", finetune_cmd(m), deps=[paths.BACKBONE, paths.data_dir(params, ft)],
-                         params=finetune_params(m), outs=[paths.FINETUNED.format(method=m)],
-                         persist=[f"{live}/plots"],  # a resumed run appends to its curves
-                         state=[paths.CHECKPOINTS.format(method=m)], metrics=[f"{live}/metrics.json"]))
-    for m, d, a, e in paths.eval_cells(params):
-        cell = dict(method=m, dataset=d, attack=a, eps=e)
-        out.append(Stage(f"evaluate-{m}-{d}-{a}-{e}", evaluate_cmd(m, d, a, e),
-                         deps=[paths.model_for(m), paths.data_dir(params, d)], params=evaluate_params(a),
+    for b in paths.backbones(params):
+        out.append(Stage(f"backbone-{b}", backbone_cmd(b), params=BACKBONE_PARAMS,
+                         outs=[paths.BACKBONE.format(backbone=b)]))
+        for m in params["methods"]:
+            if not methods.get(m).finetuned:
+                continue
+            at = dict(backbone=b, method=m)
+            live = paths.TRAIN_LIVE.format(**at)
+            out.append(Stage(f"finetune-{b}-{m}", finetune_cmd(b, m),
+                             deps=[paths.BACKBONE.format(backbone=b), paths.data_dir(params, ft)],
+                             params=finetune_params(m), outs=[paths.FINETUNED.format(**at)],
+                             persist=[f"{live}/plots"],  # a resumed run appends to its curves
+                             state=[paths.CHECKPOINTS.format(**at)], metrics=[f"{live}/metrics.json"]))
+    for b, m, d, a, e in paths.eval_cells(params):
+        cell = dict(backbone=b, method=m, dataset=d, attack=a, eps=e)
+        out.append(Stage(f"evaluate-{b}-{m}-{d}-{a}-{e}", evaluate_cmd(b, m, d, a, e),
+                         deps=[paths.model_for(b, m), paths.data_dir(params, d)], params=evaluate_params(a),
                          outs=[paths.EVAL_NPZ.format(**cell)], metrics=[paths.EVAL_JSON.format(**cell)]))
+    outs, metrics = report_outputs(params)
     out.append(Stage("report", f"ucat dvc-yaml --check && {report_cmd()}", deps=report_inputs(params),
-                     params=REPORT_PARAMS, outs=REPORT_OUTS, metrics=[paths.SUMMARY]))
+                     params=REPORT_PARAMS, outs=outs, metrics=metrics))
     return out
 
 
 def report_figures(params: dict) -> list[str]:
     """The report's PNG figures that `dvc plots show` renders (DVC cannot show the PDFs)."""
-    eps = params["evaluate"]["eps"]
-    return ([f"{paths.FIGURES}/reliability_eps{e}.png" for e in eps]
-            + [f"{paths.FIGURES}/{n}.png" for n in ("uncertainty_vs_eps", "accuracy_vs_ece", "training_curves")])
+    figs = []
+    for b in paths.backbones(params):
+        d = paths.FIGURES.format(backbone=b)
+        figs += [f"{d}/reliability_eps{e}.png" for e in params["evaluate"]["eps"]]
+        figs += [f"{d}/{n}.png" for n in ("uncertainty_vs_eps", "accuracy_vs_ece", "training_curves")]
+    return figs
 
 
 def outputs(stage: Stage) -> list[str]:
@@ -154,13 +171,14 @@ def render_dvc_yaml(params: dict) -> str:
         if s.metrics:
             st["metrics"] = [{m: {"cache": False}} for m in s.metrics]
         doc["stages"][s.name] = st
-    trained = [m for m in params["methods"] if methods.get(m).finetuned]
+    trained = [paths.TRAIN_LIVE.format(backbone=b, method=m)
+               for b in paths.backbones(params) for m in params["methods"] if methods.get(m).finetuned]
     figures = [{f: None} for f in report_figures(params)]
     doc["plots"] = [
-        {f"Fine-tuning loss": {"x": "step", "y": {f"{paths.TRAIN_LIVE.format(method=m)}/plots/metrics/train/loss.tsv": "loss"
-                                                  for m in trained}}},
+        {f"Fine-tuning loss": {"x": "step", "y": {f"{live}/plots/metrics/train/loss.tsv": "loss"
+                                                  for live in trained}}},
         {f"Adversarial training accuracy": {"x": "step", "y": {
-            f"{paths.TRAIN_LIVE.format(method=m)}/plots/metrics/train/adv_acc.tsv": "adv_acc" for m in trained}}},
+            f"{live}/plots/metrics/train/adv_acc.tsv": "adv_acc" for live in trained}}},
         *figures,
     ] if trained else figures
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=200)

@@ -4,12 +4,12 @@ rule backbone:
         paths.BACKBONE,
     params:
         file=PARAMS_FILE,
-        cmd=wf.backbone_cmd(),
+        cmd=lambda wc: wf.backbone_cmd(wc.backbone),
         values=param_values(wf.BACKBONE_PARAMS),
     log:
-        "logs/backbone.log",
+        "logs/backbone/{backbone}.log",
     benchmark:
-        "benchmarks/backbone.tsv"
+        "benchmarks/backbone/{backbone}.tsv"
     threads: 2
     resources:
         gpu=GPU,

@@ -1,5 +1,6 @@
 # Shared by all rules: validated parameters, the job matrix and the CLI's parameter file.
 import os
+import re
 
 import yaml
 
@@ -11,7 +12,7 @@ PARAMS = ucat_config.validate(config, source="config")
 ROOT = PARAMS["data"]["root"].rstrip("/")
 FINETUNE_SET = PARAMS["data"]["finetune"]
 CELLS = paths.eval_cells(PARAMS)
-TRAINED = [m for m in PARAMS["methods"] if methods.get(m).finetuned]
+BACKBONES = paths.backbones(PARAMS)
 
 # The CLI reads one parameters file; give it exactly the configuration Snakemake resolved
 # (params.yaml, any --configfile, any --config), rewritten only when it changes.
@@ -42,6 +43,7 @@ GPU = gpu_per_job()
 
 
 wildcard_constraints:
+    backbone="|".join(re.escape(b) for b in BACKBONES),
     method="|".join(methods.METHODS),
     dataset="[a-z0-9_]+",
     attack="clean|pgd|cw|autoattack",

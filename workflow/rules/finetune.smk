@@ -9,12 +9,12 @@ rule finetune:
         plots=directory(f"{paths.TRAIN_LIVE}/plots"),
     params:
         file=PARAMS_FILE,
-        cmd=lambda wc: wf.finetune_cmd(wc.method),
+        cmd=lambda wc: wf.finetune_cmd(wc.backbone, wc.method),
         values=lambda wc: param_values(wf.finetune_params(wc.method)),
     log:
-        "logs/finetune/{method}.log",
+        "logs/finetune/{backbone}/{method}.log",
     benchmark:
-        "benchmarks/finetune/{method}.tsv"
+        "benchmarks/finetune/{backbone}/{method}.tsv"
     threads: 2
     resources:
         gpu=GPU,

@@ -4,9 +4,10 @@ rule report:
         wf.report_inputs(PARAMS),
     output:
         summary=paths.SUMMARY,
-        tables=directory(paths.TABLES),
-        figures=directory(paths.FIGURES),
-        report=paths.REPORT,
+        summaries=[paths.BACKBONE_SUMMARY.format(backbone=b) for b in BACKBONES],
+        tables=[directory(paths.TABLES.format(backbone=b)) for b in BACKBONES],
+        figures=[directory(paths.FIGURES.format(backbone=b)) for b in BACKBONES],
+        reports=[paths.REPORT.format(backbone=b) for b in BACKBONES],
     params:
         file=PARAMS_FILE,
         cmd=wf.report_cmd(),

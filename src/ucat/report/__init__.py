@@ -4,11 +4,11 @@
 ``build_report`` is imported lazily so that ``ucat.report.reference`` loads without matplotlib.
 """
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "build_reports"]
 
 
 def __getattr__(name):
-    if name == "build_report":
-        from .build import build_report
-        return build_report
+    if name in __all__:
+        from . import build
+        return getattr(build, name)
     raise AttributeError(name)

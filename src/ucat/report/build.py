@@ -6,6 +6,8 @@ warning, never an exception and never a number.  All outputs are written atomica
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 from pathlib import Path
 
@@ -134,3 +136,23 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
         lines += ["## Missing cells", ""]
         lines += [f"- {m} / {d} / {a} ε={e}: {reason}" for m, d, a, e, reason in missing]
     return "\n".join(lines) + "\n"
+
+
+def build_reports(params: dict) -> dict:
+    """One report per backbone of the run, and ``metrics/summary.json`` keyed by backbone.
+
+    Each backbone's report pairs its cells with the paper's numbers for that backbone.
+    """
+    from .. import paths
+    from ..backbone import entry
+
+    combined = {}
+    for b in paths.backbones(params):
+        cfg = copy.deepcopy(params)
+        cfg["backbone"]["name"] = entry(params, b)["name"]  # what the pairing with the paper reads
+        summary_path = paths.BACKBONE_SUMMARY.format(backbone=b)
+        build_report(cfg, metrics_dir=paths.METRICS.format(backbone=b), samples_dir=paths.SAMPLES.format(backbone=b),
+                     out_dir=paths.RESULTS.format(backbone=b), summary_path=summary_path)
+        combined[b] = json.loads(Path(summary_path).read_text())
+    write_json(paths.SUMMARY, combined)
+    return combined
