@@ -88,8 +88,12 @@ def _snakemake_jobs(cwd: Path, extra=()) -> dict[str, dict]:
 
 def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
     """Same commands, same inputs, same outputs, for the default and a paper-like configuration."""
-    for params in (config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward"))):
-        repo = copy_repo(tmp_path / str(len(params["methods"])) / "repo", params)
+    two_backbones = config.load(ROOT / "config" / "paper.yaml", [
+        "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}]",
+        "methods=[clip, ucat]", "data.datasets=[cifar10, pcam]", "evaluate.eps=[1, 4]"])
+    for params in (config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward")),
+                   two_backbones):
+        repo = copy_repo(tmp_path / f"{len(params['methods'])}-{len(params['backbone']['models'])}" / "repo", params)
         jobs = _snakemake_jobs(repo)
         stages = workflow.stages(params)
         assert len(jobs) == len(stages)
