@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ucat import data, evaluate, models
+from ucat import data, evaluate
 from ucat.errors import CheckpointError, ConfigError, DataError
 
 

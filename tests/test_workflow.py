@@ -10,10 +10,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from ucat import config, workflow

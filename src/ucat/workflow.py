@@ -175,9 +175,9 @@ def render_dvc_yaml(params: dict) -> str:
                for b in paths.backbones(params) for m in params["methods"] if methods.get(m).finetuned]
     figures = [{f: None} for f in report_figures(params)]
     doc["plots"] = [
-        {f"Fine-tuning loss": {"x": "step", "y": {f"{live}/plots/metrics/train/loss.tsv": "loss"
+        {"Fine-tuning loss": {"x": "step", "y": {f"{live}/plots/metrics/train/loss.tsv": "loss"
                                                   for live in trained}}},
-        {f"Adversarial training accuracy": {"x": "step", "y": {
+        {"Adversarial training accuracy": {"x": "step", "y": {
             f"{live}/plots/metrics/train/adv_acc.tsv": "adv_acc" for live in trained}}},
         *figures,
     ] if trained else figures

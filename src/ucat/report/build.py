@@ -7,7 +7,6 @@ warning, never an exception and never a number.  All outputs are written atomica
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
                  summary_path="metrics/summary.json", *, figures: bool = True) -> dict:
     """Write ``{out_dir}/tables``, ``{out_dir}/figures``, ``{out_dir}/report.md`` and ``summary_path``.
 
-    Returns ``{"tables": [...], "figures": [...], "summary": path, "report": path,
+    Returns ``{"tables": [...], "figures": [...], "summary": path, "summary_data": dict, "report": path,
     "missing": [(method, dataset, attack, eps, reason)]}``.
     """
     setting = Setting.from_config(cfg)
@@ -69,10 +68,12 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
 
     formats = tuple(cfg.get("report", {}).get("formats", ("png", "pdf")))
     figure_paths = _figures(res, metrics_dir, samples_dir, out / "figures", formats) if figures else []
-    write_json(summary_path, build_summary(res))
+    summary = build_summary(res)
+    write_json(summary_path, summary)
     report = out / "report.md"
     write_text(report, _report_md(setting, sections, res.missing, figure_paths, out))
-    return {"tables": table_paths, "figures": figure_paths, "summary": Path(summary_path), "report": report,
+    return {"tables": table_paths, "figures": figure_paths, "summary": Path(summary_path),
+            "summary_data": summary, "report": report,
             "missing": list(res.missing)}
 
 
@@ -150,9 +151,9 @@ def build_reports(params: dict) -> dict:
     for b in paths.backbones(params):
         cfg = copy.deepcopy(params)
         cfg["backbone"]["name"] = entry(params, b)["name"]  # what the pairing with the paper reads
-        summary_path = paths.BACKBONE_SUMMARY.format(backbone=b)
-        build_report(cfg, metrics_dir=paths.METRICS.format(backbone=b), samples_dir=paths.SAMPLES.format(backbone=b),
-                     out_dir=paths.RESULTS.format(backbone=b), summary_path=summary_path)
-        combined[b] = json.loads(Path(summary_path).read_text())
+        built = build_report(cfg, metrics_dir=paths.METRICS.format(backbone=b),
+                             samples_dir=paths.SAMPLES.format(backbone=b), out_dir=paths.RESULTS.format(backbone=b),
+                             summary_path=paths.BACKBONE_SUMMARY.format(backbone=b))
+        combined[b] = built["summary_data"]
     write_json(paths.SUMMARY, combined)
     return combined
