@@ -1,7 +1,7 @@
 """Robust and calibration evaluation of one (checkpoint, data set, attack, ε) cell.
 
 Writes a metrics JSON (accuracy, ECE, NLL, Brier, confidence, entropy, AU, EU, reliability
-bins) and the per-sample arrays (``.npz``: label, pred, confidence, nll, brier, entropy,
+bins: metrics only, a function of the inputs) and the per-sample arrays (``.npz``: label, pred, confidence, nll, brier, entropy,
 aleatoric, epistemic), both atomically, so any figure can be redrawn without re-attacking.
 """
 
@@ -46,8 +46,12 @@ def choose_batch_size(model, requested, device: torch.device, amp, num_items: in
 
 
 def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
-             device: torch.device, method: str | None = None, progress: bool = True) -> tuple[dict, dict]:
-    """Attack and score one cell; returns ``(summary, per_sample_arrays)``."""
+             device: torch.device, method: str | None = None, progress: bool = True,
+             run_info: dict | None = None) -> tuple[dict, dict]:
+    """Attack and score one cell; returns ``(summary, per_sample_arrays)``.
+
+    ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
+    """
     ev = params["evaluate"]
     if attack not in attacks.ATTACKS:
         raise ConfigError(f"attack: unknown value {attack!r}; allowed: {', '.join(attacks.ATTACKS)}")
@@ -79,8 +83,12 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
     samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     summary = {"method": method, "dataset": dataset, "attack": attack, "eps": 0 if attack == "clean" else eps,
                "num_classes": model.num_classes, **metrics.summarize(samples, ev["ece_bins"]),
-               "uncertainty_convention": ev["uncertainty"], "batch_size": batch_size, "seconds": round(time.time() - start, 2),
-               "images_per_second": round(len(samples["label"]) / max(time.time() - start, 1e-9), 1)}
+               "uncertainty_convention": ev["uncertainty"]}
+    if run_info is not None:
+        seconds = time.time() - start
+        run_info.update(batch_size=batch_size, seconds=round(seconds, 2),
+                        images_per_second=round(len(samples["label"]) / max(seconds, 1e-9), 1),
+                        device=str(device), threads=torch.get_num_threads(), torch=torch.__version__)
     return summary, samples
 
 

@@ -11,7 +11,9 @@ Invariants
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -95,10 +97,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
+class _RandomInitFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init():
+    """Hide open_clip's "No pretrained weights loaded … initialized randomly" (root logger) warning."""
+    root, flt = logging.getLogger(), _RandomInitFilter()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dict]:
     """Rebuild the CLIP stored by :func:`save_checkpoint`: returns ``(model, arch, meta)``."""
     payload = read_checkpoint(path)
-    model = create_clip(payload["arch"], pretrained=None)
+    with _quiet_random_init():  # the checkpoint's weights are loaded right below
+        model = create_clip(payload["arch"], pretrained=None)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
