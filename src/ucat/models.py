@@ -72,15 +72,15 @@ def create_clip(arch: dict, pretrained: str | None = None, cache_dir: str | None
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict, meta: dict | None = None) -> None:
-    """Write a CLIP and its architecture record atomically."""
+    """Write a CLIP and its architecture record atomically; the same model gives the same bytes."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
         "meta": meta or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)  # a file object: torch names the archive "archive", not after the temp file
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
