@@ -8,6 +8,7 @@ aleatoric, epistemic), both atomically, so any figure can be redrawn without re-
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +93,17 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
     return summary, samples
 
 
+def write_npz(path: str | Path, arrays: dict) -> None:
+    """``np.savez_compressed``'s format (``np.load`` reads it) with a fixed entry timestamp:
+    numpy stamps each entry with the current time, so equal arrays would give different bytes."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
+
 def write_outputs(summary: dict, samples: dict, json_path: str | Path, npz_path: str | Path) -> None:
-    with atomic_path(npz_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **samples)
+    write_npz(npz_path, samples)
     write_json(json_path, summary)
