@@ -264,23 +264,6 @@ def report_figures(params: dict) -> list[str]:
     return figs
 
 
-def instances(stage: Stage, params: dict) -> list[dict]:
-    """The wildcard values a configuration instantiates ``stage`` for (both engines)."""
-    if stage.name == "data":
-        return [{"dataset": d} for d in paths.data_sets(params)]
-    if stage.name == "evaluate-clean":
-        cells = [c for c in paths.eval_cells(params) if c[3] == "clean"]
-        return [dict(backbone=b, method=m, dataset=d) for b, m, d, _, _ in cells]
-    if stage.name == "evaluate":
-        cells = [c for c in paths.eval_cells(params) if c[3] != "clean"]
-        return [dict(backbone=b, method=m, dataset=d, attack=a, eps=e) for b, m, d, a, e in cells]
-    out = [{}]
-    for w in stage.over:
-        values = paths.backbones(params) if w == "backbone" else _get(params, WILDCARDS[w][0])
-        out = [dict(o, **{w: v}) for o in out for v in values]
-    return out
-
-
 # --- DVC ---
 
 def _dvc(pattern: str) -> str:
@@ -317,22 +300,3 @@ def render_dvc_yaml() -> str:
     """dvc.yaml: one DVC stage (a matrix template) per stage; independent of params values."""
     doc = {"stages": {s.name: _dvc_stage(s) for s in stages()}}
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=100_000)
-
-
-def dvc_stage_names(params: dict) -> dict[str, str]:
-    """``{stage name as DVC prints it: the Snakemake command of that instance}`` for a configuration."""
-    out = {}
-    for s in stages():
-        if s.name == "data":
-            out["data"] = DATA_ALL_CMD
-            continue
-        for inst in instances(s, params):
-            if not s.over:
-                key = s.name
-            else:
-                parts = [str(paths.backbones(params).index(inst[w])) if w == "backbone" else str(inst[w])
-                         for w in s.over]
-                key = f"{s.name}@" + "-".join(f"backbone{p}" if w == "backbone" else p
-                                               for w, p in zip(s.over, parts))
-            out[key] = fill(s.cmd, params, **inst)
-    return out
