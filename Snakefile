@@ -4,8 +4,9 @@
 #   snakemake --cores all --configfile config/paper.yaml    # the paper (GPU + network)
 #
 # Stages: data -> backbone -> finetune (per method) -> evaluate (per method x data set x
-# attack x eps) -> report.  Commands, inputs and parameter keys come from
-# src/ucat/workflow.py, which also renders dvc.yaml: the two engines run the same stages.
+# attack x eps, and clean) -> report.  Commands, inputs, outputs, parameter keys and thread
+# counts come from src/ucat/workflow.py, which also renders dvc.yaml: the two engines run
+# the same stages.  `snakemake --report report.html` after a run: figures and tables, captioned.
 
 from snakemake.utils import min_version, validate
 
@@ -16,6 +17,9 @@ configfile: "params.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -29,5 +33,4 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         paths.SUMMARY,
-        [paths.BACKBONE_SUMMARY.format(backbone=b) for b in BACKBONES],
     default_target: True

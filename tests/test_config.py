@@ -20,6 +20,7 @@ def test_params_yaml_is_valid():
     ("ucat.tau_prime=-1", "ucat.tau_prime"),
     ("methods=[clip, tecao]", "methods.1: unknown value 'tecao'"),
     ("evaluate.attacks=[pgd, fgsm]", "evaluate.attacks.1"),
+    ("evaluate.attacks=[clean, pgd]", "evaluate.attacks: clean is always evaluated"),
     ("evaluate.eps=[-2]", "evaluate.eps.0"),
     ("data.datasets=[demo_shapes, cifar11]", "data.datasets.1"),
     ("finetune.optimizer=adam", "finetune.optimizer: unknown value 'adam'; allowed: sgd, adamw"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from test_workflow import ROOT, copy_repo, run
-from ucat import config
+from ucat import config, paths
 from ucat.data import demo
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def demo_run(tmp_path_factory):
 
 
 def cell(repo, method, dataset, attack, eps):
-    return json.loads((repo / f"metrics/demo/eval/{method}/{dataset}/{attack}_eps{eps}.json").read_text())
+    return json.loads((repo / paths.EVAL_JSON.format(backbone="demo", method=method, dataset=dataset, attack=attack, eps=eps)).read_text())
 
 
 def test_pretrained_demo_clip_is_a_zero_shot_classifier(demo_run):
@@ -44,7 +44,7 @@ def test_attacks_lower_accuracy_and_suppress_uncertainty_of_errors(demo_run):
         assert adv["accuracy"] < clean["accuracy"] - 0.1, d
         # adversarial errors are confident errors: lower entropy than the model's clean mistakes
         assert adv["entropy_wrong"] < clean["entropy_wrong"], d
-        samples = np.load(repo / f"results/demo/samples/clip/{d}/pgd_eps{eps}.npz")
+        samples = np.load(repo / paths.EVAL_NPZ.format(backbone="demo", method="clip", dataset=d, attack="pgd", eps=eps))
         assert len(samples["label"]) == adv["n"]
 
 

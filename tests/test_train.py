@@ -1,9 +1,12 @@
 import copy
+import json
+import shutil
 
 import pytest
 import torch
 
 from ucat import data, methods, models, train
+from ucat import cli
 from ucat.errors import ConfigError
 
 TRAINED = [m for m, s in methods.METHODS.items() if s.finetuned]
@@ -72,6 +75,7 @@ def test_killed_run_resumes_to_identical_weights(setup, tmp_path, kill_at):
     stopped = train.finetune(params, "ucat", backbone, part / "model.pt", part / "ck", part / "live", cpu,
                              progress=False, stop_after_steps=kill_at)
     assert stopped == {"stopped_at": kill_at} and not (part / "model.pt").exists()
+    shutil.rmtree(part / "live", ignore_errors=True)  # Snakemake deletes a failed job's outputs
     meta = train.finetune(params, "ucat", backbone, part / "model.pt", part / "ck", part / "live", cpu, progress=False)
     assert meta["steps"] == 6
     a, _ = _weights(full / "model.pt")
@@ -79,7 +83,7 @@ def test_killed_run_resumes_to_identical_weights(setup, tmp_path, kill_at):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     steps = [int(line.split("\t")[0]) for line in (part / "live/plots/metrics/train/loss.tsv").read_text().split("\n")[1:] if line]
-    assert steps == list(range(1, 7))  # no duplicated or missing log rows after resume
+    assert steps == list(range(1, 7))  # the whole curve: no duplicated or missing rows after resume
 
 
 def test_checkpoint_from_other_parameters_is_not_resumed(setup, tmp_path):
@@ -96,8 +100,60 @@ def test_checkpoint_from_other_parameters_is_not_resumed(setup, tmp_path):
 
 def test_bad_method_writes_nothing(setup, tmp_path):
     params, backbone = setup
-    for bad in ("ucta", "clip"):
+    for bad in ("ucta",):
         with pytest.raises(ConfigError, match="methods"):
             train.finetune(params, bad, backbone, tmp_path / "o" / "m.pt", tmp_path / "o" / "ck", tmp_path / "o" / "l",
                            torch.device("cpu"), progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def _tree_bytes(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_finished_checkpoint_rewrites_every_output_byte_identical(setup, tmp_path):
+    """A rerun whose checkpoint is at the final step gives every declared output, unchanged
+    (Snakemake: no MissingOutputException; DVC: no {"step": 0} summary, nothing downstream reruns)."""
+    params, backbone = setup
+    cpu, out = torch.device("cpu"), tmp_path / "r"
+    train.finetune(params, "tecoa", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False)
+    model, live = (out / "model.pt").read_bytes(), _tree_bytes(out / "live")
+    assert json.loads(live["metrics.json"])["step"] == 3 and "plots/metrics/train/loss.tsv" in live
+    (out / "model.pt").unlink()
+    shutil.rmtree(out / "live")          # what Snakemake deletes before a rerun (DVC: model.pt and plots)
+    meta = train.finetune(params, "tecoa", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False)
+    assert meta["steps"] == 3 and "seconds" not in meta
+    assert (out / "model.pt").read_bytes() == model
+    assert _tree_bytes(out / "live") == live
+
+
+def test_second_finetune_on_same_outputs_refuses_with_one_line(setup, tmp_path, capsys):
+    params, backbone = setup
+    ck = tmp_path / "r" / "ck"
+    with train.training_lock(ck):   # a first process holds the lock
+        with pytest.raises(train.LockedError, match="another `ucat finetune` is running"):
+            train.finetune(params, "tecoa", backbone, tmp_path / "r" / "model.pt", ck, tmp_path / "r" / "live",
+                           torch.device("cpu"), progress=False)
+        pfile = tmp_path / "p.yaml"
+        import yaml
+
+        pfile.write_text(yaml.safe_dump(params))
+        rc = cli.main(["finetune", "tecoa", "--params", str(pfile), "--backbone", str(backbone), "--out",
+                       str(tmp_path / "r" / "model.pt"), "--checkpoint-dir", str(ck), "--live-dir",
+                       str(tmp_path / "r" / "live"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and str(ck) in err[0]
+    assert not (tmp_path / "r" / "model.pt").exists()
+    # released with the first process: now it runs
+    train.finetune(params, "tecoa", backbone, tmp_path / "r" / "model.pt", ck, tmp_path / "r" / "live",
+                   torch.device("cpu"), progress=False)
+    assert (tmp_path / "r" / "model.pt").is_file()
+
+
+def test_clip_is_evaluated_from_a_copy_of_the_backbone(setup, tmp_path):
+    params, backbone = setup
+    out = tmp_path / "c"
+    train.finetune(params, "clip", backbone, out / "model.pt", out / "ck", out / "live", torch.device("cpu"),
+                   progress=False)
+    assert (out / "model.pt").read_bytes() == backbone.read_bytes()
+    assert json.loads((out / "live" / "metrics.json").read_text()) == {"step": 0} and (out / "live" / "plots").is_dir()

@@ -1,6 +1,10 @@
-"""The workflow definitions: Snakemake and DVC agree, lint is clean, and both engines run.
+"""The workflow as its users use it: Snakemake and DVC agree, parameters cannot leak between
+Snakemake invocations, both engines write the same bytes, DVC compares real numbers and follows
+list changes and code edits by itself.
 
-The end-to-end tests run a reduced demo in a temporary copy of the repository.
+The end-to-end tests run a reduced demo in a temporary copy of the repository made of the
+project's files exactly as shipped (Snakefile, workflow/, dvc.yaml, .gitignore, src/ucat);
+only params.yaml is the reduced one.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
-from ucat import config, workflow
+from ucat import config, paths, workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
@@ -28,7 +33,7 @@ def run(cmd, cwd, check=True, timeout=600):
 
 
 def reduced_params(methods=("clip", "tecoa", "ucat"), datasets=("demo_shapes", "demo_pairs"),
-                   attacks=("clean", "pgd", "cw", "autoattack")) -> dict:
+                   attacks=("pgd", "cw", "autoattack")) -> dict:
     from conftest import TINY_DEMO
 
     p = config.load(ROOT / "params.yaml")
@@ -43,22 +48,43 @@ def reduced_params(methods=("clip", "tecoa", "ucat"), datasets=("demo_shapes", "
 
 
 def copy_repo(dst: Path, params: dict) -> Path:
+    """The project's workflow files as shipped, with ``params`` as params.yaml."""
     dst.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", ".dvcignore"):
+    for name in ("Snakefile", "workflow", "dvc.yaml", ".gitignore", ".dvcignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dst / name, symlinks=True)
-        elif src.exists():
+        else:
             shutil.copy(src, dst / name)
-    shutil.copytree(ROOT / "src" / "ucat" / "resources", dst / "src" / "ucat" / "resources")  # schema link target
+    shutil.copytree(ROOT / "src" / "ucat", dst / "src" / "ucat", ignore=shutil.ignore_patterns("__pycache__"))
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dst / "dvc.yaml").write_text(workflow.render_dvc_yaml(params))
     return dst
 
 
-def test_dvc_yaml_is_generated_from_params():
-    params = config.load(ROOT / "params.yaml")
-    assert (ROOT / "dvc.yaml").read_text() == workflow.render_dvc_yaml(params), "run `ucat dvc-yaml`"
+def git_dvc_init(repo: Path) -> None:
+    run("git init -q && git config user.email t@t && git config user.name t && dvc init -q && "
+        "dvc config core.analytics false && git add -A && git commit -qm init", repo)
+
+
+# --- definitions ---
+
+def test_dvc_yaml_is_generated_from_workflow():
+    assert (ROOT / "dvc.yaml").read_text() == workflow.render_dvc_yaml(), "run `ucat dvc-yaml`"
+
+
+def test_workflow_imports_without_torch():
+    code = "import sys, ucat.workflow as w; w.render_dvc_yaml(); print('torch' in sys.modules)"
+    res = run([sys.executable, "-c", code], ROOT)
+    assert res.stdout.strip() == "False"
+
+
+def test_code_dependencies_are_the_modules_a_stage_runs():
+    stage = {s.name: set(s.code_files) for s in workflow.stages()}
+    losses, render = "src/ucat/losses.py", "src/ucat/report/render.py"
+    assert {n for n, files in stage.items() if losses in files} == {"finetune", "evaluate-clean", "evaluate"}
+    assert {n for n, files in stage.items() if render in files} == {"report"}
+    assert "src/ucat/train.py" in stage["finetune"] and "src/ucat/train.py" not in stage["evaluate"]
+    assert all(Path(ROOT, f).is_file() for files in stage.values() for f in files)
 
 
 def test_snakemake_lint_is_clean():
@@ -67,6 +93,7 @@ def test_snakemake_lint_is_clean():
 
 
 def _snakemake_jobs(cwd: Path, extra=()) -> dict[str, dict]:
+    """{command without the Snakemake-only arguments: {rule, input, output, raw}} of a forced dry run."""
     out = run(["snakemake", "-n", "-F", "-p", "--cores", "1", *extra], cwd).stdout
     jobs, current = {}, None
     for line in out.splitlines():
@@ -76,31 +103,70 @@ def _snakemake_jobs(cwd: Path, extra=()) -> dict[str, dict]:
             key, _, vals = line.strip().partition(": ")
             current[key] = [v.strip() for v in vals.split(",") if v.strip()]
         elif current is not None and line.startswith("Shell command: "):
-            cmd = line[len("Shell command: "):]
-            cmd = re.sub(r" --params \S+| --threads \d+| --quiet| > \S+ 2>&1", "", cmd)
-            jobs[cmd] = current
+            raw = line[len("Shell command: "):]
+            cmd = re.sub(r" --params \S+| --quiet| > \S+ 2>&1", "", raw)
+            jobs[cmd] = dict(current, raw=raw)
             current = None
     jobs.pop("None", None)  # the `all` target rule runs nothing
     return jobs
 
 
+def _dvc_stages(repo: Path) -> dict[str, dict]:
+    """DVC's own resolution of the shipped dvc.yaml against the repository's params.yaml."""
+    code = ("import json; from dvc.repo import Repo; r = Repo('.'); print(json.dumps({s.addressing: {"
+            "'cmd': s.cmd, 'deps': [d.def_path for d in s.deps if type(d).__name__ != 'ParamsDependency'], 'outs': [o.def_path for o in s.outs], "
+            "'persist': [o.def_path for o in s.outs if o.persist]} for s in r.index.stages}))")
+    return json.loads(run([sys.executable, "-c", code], repo).stdout)
+
+
 def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
-    """Same commands, same inputs, same outputs, for the default and a paper-like configuration."""
+    """Same commands, inputs and outputs, for the default, an ablation and a two-backbone paper configuration."""
     two_backbones = config.load(ROOT / "config" / "paper.yaml", [
         "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}]",
         "methods=[clip, ucat]", "data.datasets=[cifar10, pcam]", "evaluate.eps=[1, 4]"])
-    for params in (config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward")),
-                   two_backbones):
-        repo = copy_repo(tmp_path / f"{len(params['methods'])}-{len(params['backbone']['models'])}" / "repo", params)
-        jobs = _snakemake_jobs(repo)
-        stages = workflow.stages(params)
-        assert len(jobs) == len(stages)
-        for stage in stages:
-            cmd = stage.cmd.replace("ucat dvc-yaml --check && ", "")
-            assert cmd in jobs, f"no Snakemake job runs {cmd!r}"
-            job = jobs[cmd]
-            assert sorted(job["output"]) == sorted(workflow.outputs(stage)), stage.name
-            assert sorted(job["input"]) == sorted(stage.deps), stage.name
+    for i, params in enumerate((config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward")),
+                                two_backbones)):
+        repo = copy_repo(tmp_path / str(i), params)
+        run("dvc init -q --no-scm", repo)
+        jobs, stages = _snakemake_jobs(repo), _dvc_stages(repo)
+        data_jobs = {c: j for c, j in jobs.items() if j["rule"] == "data"}
+        root = params["data"]["root"].rstrip("/")
+        assert sorted(o for j in data_jobs.values() for o in j["output"]) == \
+            sorted(f"{root}/{d}" for d in paths.data_sets(params))
+        assert stages.pop("data")["outs"] == [root]        # DVC prepares them all in one stage
+        assert len(stages) == len(jobs) - len(data_jobs) == len(paths.eval_cells(params)) + \
+            len(paths.backbones(params)) * (1 + len(params["methods"])) + 1
+        for name, st in stages.items():
+            assert st["cmd"] in jobs, f"no Snakemake job runs {name}: {st['cmd']!r}"
+            job = jobs[st["cmd"]]
+            assert sorted(job["output"]) == sorted(o for o in st["outs"] if o not in st["persist"]), name
+            if name == "report":   # DVC: the two folders every cell lands in; Snakemake: the cells
+                assert all(any(i.startswith(d + "/") for d in st["deps"]) or i in st["deps"] for i in job["input"])
+                assert {paths.CELLS, paths.SAMPLES_ROOT} <= set(st["deps"])
+            else:
+                assert sorted(job["input"]) == sorted(st["deps"]), name
+
+
+def test_second_snakemake_invocation_cannot_change_a_running_jobs_parameters(tmp_path):
+    """The race of issue 10: a dry run with another --configfile used to rewrite the one parameters
+    file every running job reads.  Now each job's file is named by its content and never rewritten."""
+    params = reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",), attacks=("pgd",))
+    repo = copy_repo(tmp_path / "repo", params)
+    first = _snakemake_jobs(repo)                        # the planned (running) jobs
+    job = next(j for j in first.values() if j["rule"] == "finetune" and "ucat" in j["raw"])
+    pfile = repo / re.search(r"--params (\S+)", job["raw"]).group(1)
+    before = pfile.read_bytes()
+    assert yaml.safe_load(before)["ucat"]["tau_prime"] == 0.07
+
+    other = json.loads(json.dumps(params))
+    other["ucat"]["tau_prime"] = 0.2
+    (repo / "other.yaml").write_text(yaml.safe_dump(other))
+    second = _snakemake_jobs(repo, ["--configfile", "other.yaml"])   # while the first one runs
+    assert pfile.read_bytes() == before                  # the running job still reads its own parameters
+    job2 = next(j for j in second.values() if j["rule"] == "finetune" and "ucat" in j["raw"])
+    pfile2 = repo / re.search(r"--params (\S+)", job2["raw"]).group(1)
+    assert pfile2 != pfile and yaml.safe_load(pfile2.read_text())["ucat"]["tau_prime"] == 0.2
+    assert config.validate(yaml.safe_load(before)) == params   # the CLI reads exactly what Snakemake resolved
 
 
 def test_misspelled_key_stops_before_any_work(tmp_path):
@@ -113,45 +179,117 @@ def test_misspelled_key_stops_before_any_work(tmp_path):
     assert not (repo / "data").exists() and not (repo / "models").exists()
 
 
-def test_reduced_demo_runs_end_to_end_through_snakemake(tmp_path):
-    repo = copy_repo(tmp_path / "repo", reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",)))
+# --- end to end ---
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
+    """Snakemake end to end (report included), its HTML report, then the same cells through DVC: same bytes."""
+    params = reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",), attacks=("pgd",))
+    repo = copy_repo(tmp_path / "repo", params)
     run(["snakemake", "--cores", "2"], repo, timeout=900)
     summary = json.loads((repo / "metrics/summary.json").read_text())
-    assert set(summary) == {"demo"} and set(summary["demo"]) >= {"clip", "ucat"}
-    for m in ("clip", "ucat"):
-        cell = json.loads((repo / f"metrics/demo/eval/{m}/demo_shapes/pgd_eps8.json").read_text())
-        assert 0 <= cell["accuracy"] <= 1 and cell["n"] == 24
-    assert (repo / "results/demo/tables/main.md").is_file()
-    for figure in workflow.report_figures(reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",))):
-        assert (repo / figure).is_file(), figure  # what dvc.yaml's plots name exists
-    assert not list((repo / "results/demo/figures").glob("*.pdf"))  # report.formats: [png]
+    assert set(summary) == {"demo"} and set(summary["demo"]) == {"clip", "ucat"}
+    assert set(summary["demo"]["ucat"]) == {"clean_eps0", "pgd_eps8"}
+    assert set(summary["demo"]["ucat"]["pgd_eps8"]) == {"acc", "ece", "H"}
+    cell = json.loads((repo / paths.EVAL_JSON.format(backbone="demo", method="ucat", dataset="demo_shapes",
+                                                     attack="pgd", eps=8)).read_text())
+    assert 0 <= cell["accuracy"] <= 1 and cell["n"] == 24
+    assert not {"seconds", "images_per_second", "batch_size"} & set(cell)          # metrics only
+    info = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes/pgd_eps8.json").read_text())
+    assert info["batch_size"] == 64 and info["images_per_second"] > 0 and info["threads"] == 1
+    for figure in workflow.report_figures(params):
+        assert (repo / figure).is_file(), figure
+    assert (repo / paths.REPORT.format(backbone="demo")).is_file()
     again = run(["snakemake", "--cores", "2"], repo)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    html = run(["snakemake", "--report", "report.html"], repo, timeout=300)
+    text = (repo / "report.html").read_text(errors="replace")
+    assert "training_curves.png" in text and "accuracy_vs_ece.png" in text, html.stderr[-2000:]
+    assert "harmonic mean of the clean and robust" in text        # a caption from workflow/report/*.rst
+
+    # editing report code reruns only the report; editing the losses reruns what runs them
+    with open(repo / "src/ucat/report/render.py", "a") as fh:
+        fh.write("\n# edited\n")
+    rules = set(re.findall(r"^rule (\w+):", run(["snakemake", "-n", "--cores", "1"], repo).stdout, flags=re.M))
+    assert rules == {"report", "all"}
+    with open(repo / "src/ucat/losses.py", "a") as fh:
+        fh.write("\n# edited\n")
+    rules = set(re.findall(r"^rule (\w+):", run(["snakemake", "-n", "--cores", "1"], repo).stdout, flags=re.M))
+    assert rules == {"finetune", "evaluate_clean", "evaluate", "report", "all"}
+    run(["snakemake", "--cores", "1", "--touch"], repo)       # accept an edit that changes no result
+    assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], repo).stdout
+
+    # the same cells through DVC (one thread count for both): identical bytes
+    outputs = {p: (repo / p).read_bytes() for c in ("clean_eps0", "pgd_eps8") for p in (
+        f"metrics/cells/demo/eval/ucat/demo_shapes/{c}.json", f"results/samples/demo/ucat/demo_shapes/{c}.npz")}
+    run("dvc init -q --no-scm", repo)
+    for stage in ("evaluate-clean@backbone0-ucat-demo_shapes", "evaluate@backbone0-ucat-demo_shapes-pgd-8"):
+        run(["dvc", "repro", "-s", "-f", stage], repo, timeout=300)
+    assert {p: (repo / p).read_bytes() for p in outputs} == outputs
 
 
 def _ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def test_dvc_repro_reruns_only_what_a_parameter_change_touches(tmp_path):
-    params = reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",), attacks=("clean", "pgd"))
+def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
+    """dvc repro -> commit -> the same again changes nothing; a lost checkpoint is rebuilt byte-identical;
+    `dvc exp run -S` of a scalar and of a list, `dvc exp show` and `dvc metrics diff` with real numbers;
+    a code edit reruns exactly the stages that run the code."""
+    params = reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",), attacks=("pgd",))
     repo = copy_repo(tmp_path / "repo", params)
-    (repo / ".gitignore").write_text("/data/\n/models/\n/metrics/demo/eval/\n/results/\n/logs/\n")
-    run("git init -q && git config user.email t@t && git config user.name t && dvc init -q && "
-        "dvc config core.analytics false && git add -A && git commit -qm init", repo)
-    first = run(["dvc", "repro"], repo, timeout=900).stdout
-    assert {"backbone-demo", "finetune-demo-ucat", "report"} <= _ran_stages(first)
+    git_dvc_init(repo)
+    first = _ran_stages(run(["dvc", "repro"], repo, timeout=900).stdout)
+    assert {"data", "backbone@backbone0", "finetune@backbone0-ucat", "report"} <= first
     run("git add -A && git commit -qm 'first run'", repo)
+    assert "metrics/summary.json" in run("git ls-files metrics", repo).stdout     # metrics are in git
     assert _ran_stages(run(["dvc", "repro"], repo).stdout) == set()
 
-    text = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(re.sub(r"tau_prime: 0\.07", "tau_prime: 0.2", text, count=1))
-    second = _ran_stages(run(["dvc", "repro"], repo, timeout=900).stdout)
-    assert second == {"finetune-demo-ucat", "evaluate-demo-ucat-demo_shapes-clean-0",
-                      "evaluate-demo-ucat-demo_shapes-pgd-8", "report"}
-    diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
-    changed = json.loads(diff)
-    assert any("ucat" in f or any("ucat" in k for k in v) for f, v in changed.items()), diff
+    # a checkpoint lost: rebuilt from the finished resume state, byte-identical, nothing downstream reruns
+    (repo / "models/demo/ucat/model.pt").unlink()
+    assert _ran_stages(run(["dvc", "repro"], repo).stdout) == {"finetune@backbone0-ucat"}
+    assert run("git status --porcelain", repo).stdout.strip() == ""
+    assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout) == {}   # same params: no diff
+
+    # a scalar experiment: UCAT's fine-tuning (other fine-tunings are no-op reruns), its cells and the report
+    ran = _ran_stages(run(["dvc", "exp", "run", "-S", "ucat.tau_prime=0.2"], repo, timeout=900).stdout)
+    assert {"finetune@backbone0-ucat", "evaluate-clean@backbone0-ucat-demo_shapes",
+            "evaluate@backbone0-ucat-demo_shapes-pgd-8", "report"} <= ran
+    assert not {s for s in ran if s.startswith("evaluate") and "-clip-" in s}
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
+    changed = diff["metrics/summary.json"]
+    assert any(k.startswith("demo.ucat.") and v["old"] is not None and v["new"] is not None for k, v in changed.items())
+    assert not any(k.startswith("demo.clip.") for k in changed)
+    shown = run(["dvc", "exp", "show", "--json"], repo).stdout
+    assert "!" not in run(["dvc", "exp", "show", "--no-pager", "--md"], repo).stdout.replace("!=", "")
+    exps = json.loads(shown)
+    exp_metrics = [e for x in exps for e in ([x] + [r for exp in (x.get("experiments") or []) for r in exp.get("revs", [])])]
+    values = [((e.get("data") or {}).get("metrics") or {}).get("metrics/summary.json", {}).get("data")
+              for e in exp_metrics]
+    assert sum(v is not None for v in values) >= 3, shown[:3000]     # workspace, HEAD and the experiment
+
+    # a list experiment (on top of the applied one): no regeneration step, only the new eps cells run
+    ran = _ran_stages(run(["dvc", "exp", "run", "-S", "evaluate.eps=[4,8]"], repo, timeout=900).stdout)
+    assert {"evaluate@backbone0-clip-demo_shapes-pgd-4", "evaluate@backbone0-ucat-demo_shapes-pgd-4", "report"} <= ran
+    assert not any(s.startswith(("finetune", "evaluate-clean")) or s.endswith("-8") for s in ran), ran
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    assert summary["demo"]["ucat"]["pgd_eps4"]["acc"] is not None
+
+    # code is a dependency, precisely
+    with open(repo / "src/ucat/report/render.py", "a") as fh:
+        fh.write("\n# edited\n")
+    status = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+    assert set(status) == {"report"}
+    run(["dvc", "commit", "-f", "report"], repo)             # accept an edit that changes no result
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
+    with open(repo / "src/ucat/losses.py", "a") as fh:
+        fh.write("\n# edited\n")
+    status = set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
+    assert {s.split("@")[0] for s in status} == {"finetune", "evaluate-clean", "evaluate"}
 
 
 def test_paper_configuration_dry_run_lists_the_full_matrix():
@@ -159,8 +297,9 @@ def test_paper_configuration_dry_run_lists_the_full_matrix():
     res = run(["snakemake", "-n", "-F", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
     params = config.load(ROOT / "config" / "paper.yaml")
-    assert int(counts["evaluate"]) == len(params["methods"]) * 16 * 4 == 512
-    assert int(counts["finetune"]) == 7 and int(counts["data"]) == 16
+    assert int(counts["evaluate"]) == len(params["methods"]) * 16 * 3 == 384
+    assert int(counts["evaluate_clean"]) == len(params["methods"]) * 16 == 128
+    assert int(counts["finetune"]) == 8 and int(counts["data"]) == 16
 
 
 def test_slurm_profile_plans_gpu_jobs_per_cell():
@@ -170,6 +309,6 @@ def test_slurm_profile_plans_gpu_jobs_per_cell():
     out = run(["snakemake", "-n", *profile], ROOT).stdout
     blocks = out.split("\nrule ")
     finetune = [b for b in blocks if b.startswith("finetune:")]
-    evaluate = [b for b in blocks if b.startswith("evaluate:")]
-    assert len(finetune) == 7 and len(evaluate) == 512
+    evaluate = [b for b in blocks if b.startswith(("evaluate:", "evaluate_clean:"))]
+    assert len(finetune) == 8 and len(evaluate) == 512
     assert all("gpu=1" in b and "slurm_partition=gpu" in b for b in finetune + evaluate)

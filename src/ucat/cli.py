@@ -103,12 +103,17 @@ def cmd_evaluate(args) -> int:
     cell = dict(backbone=b, method=args.method, dataset=args.dataset, attack=args.attack,
                 eps=0 if args.attack == "clean" else args.eps)
     checkpoint = args.checkpoint or paths.model_for(b, args.method)
+    info: dict = {}
     summary, samples = evaluate.evaluate(params, checkpoint, args.dataset, args.attack, args.eps, device,
-                                         method=args.method, progress=not args.quiet)
+                                         method=args.method, progress=not args.quiet, run_info=info)
     evaluate.write_outputs(summary, samples, args.out_json or paths.EVAL_JSON.format(**cell),
                            args.out_npz or paths.EVAL_NPZ.format(**cell))
+    if args.run_info:
+        from .io import write_json
+
+        write_json(args.run_info, {"stage": "evaluate", **cell, "ucat": __version__, **info})
     print(f"{b}/{args.method}/{args.dataset}/{args.attack}@{cell['eps']}/255: acc {summary['accuracy']:.4f} "
-          f"ece {summary['ece']:.4f} ({summary['images_per_second']} img/s)")
+          f"ece {summary['ece']:.4f} ({info['images_per_second']} img/s, batch {info['batch_size']})")
     return 0
 
 
@@ -126,8 +131,8 @@ def cmd_report(args) -> int:
 def cmd_dvc_yaml(args) -> int:
     from . import config, workflow
 
-    params = config.load(args.params, args.overrides)
-    text = workflow.render_dvc_yaml(params)
+    config.load(args.params, args.overrides)  # dvc.yaml does not depend on the values; still refuse bad ones
+    text = workflow.render_dvc_yaml()
     target = Path(args.out)
     if args.check:
         if not target.is_file() or target.read_text() != text:
@@ -174,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_backbone)
 
-    p = sub.add_parser("finetune", help="adversarially fine-tune the image tower with one method",
+    p = sub.add_parser("finetune", help="adversarially fine-tune the image tower with one method (clip: a copy)",
                        description="Methods: " + "; ".join(f"{m.name}: {m.description}" for m in methods.METHODS.values()
                                                            if m.finetuned))
-    p.add_argument("method", help=f"one of {', '.join(m for m, s in methods.METHODS.items() if s.finetuned)}")
+    p.add_argument("method", help=f"one of {', '.join(methods.METHODS)} (clip copies the backbone)")
     p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
     p.add_argument("--backbone", help=f"backbone checkpoint (default: {paths.BACKBONE})")
     p.add_argument("--out", help=f"fine-tuned checkpoint (default: {paths.FINETUNED})")
@@ -196,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model to evaluate (default: the method's fine-tuned model, or the backbone for clip)")
     p.add_argument("--out-json", help=f"metrics (default: {paths.EVAL_JSON})")
     p.add_argument("--out-npz", help=f"per-sample arrays (default: {paths.EVAL_NPZ})")
+    p.add_argument("--run-info", help="also write seconds, images/s, batch size and versions here (not a metric)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -58,6 +58,9 @@ def _check_consistency(p: dict, source: str) -> None:
     """Cross-key rules a JSON schema cannot express."""
     if "demo_train" in p["data"]["datasets"]:
         raise ConfigError(f"{source}: data.datasets: demo_train is the fine-tuning set, not a zero-shot evaluation set")
+    if "clean" in p["evaluate"]["attacks"]:
+        raise ConfigError(f"{source}: evaluate.attacks: clean is always evaluated (every attack's reference); "
+                          "list only the attacks (pgd, cw, autoattack)")
     names = [m["name"] for m in p["backbone"]["models"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: backbone.models: names must be unique, got {names}")

@@ -1,13 +1,14 @@
 """Robust and calibration evaluation of one (checkpoint, data set, attack, ε) cell.
 
 Writes a metrics JSON (accuracy, ECE, NLL, Brier, confidence, entropy, AU, EU, reliability
-bins) and the per-sample arrays (``.npz``: label, pred, confidence, nll, brier, entropy,
+bins: metrics only, a function of the inputs) and the per-sample arrays (``.npz``: label, pred, confidence, nll, brier, entropy,
 aleatoric, epistemic), both atomically, so any figure can be redrawn without re-attacking.
 """
 
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,12 @@ def choose_batch_size(model, requested, device: torch.device, amp, num_items: in
 
 
 def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
-             device: torch.device, method: str | None = None, progress: bool = True) -> tuple[dict, dict]:
-    """Attack and score one cell; returns ``(summary, per_sample_arrays)``."""
+             device: torch.device, method: str | None = None, progress: bool = True,
+             run_info: dict | None = None) -> tuple[dict, dict]:
+    """Attack and score one cell; returns ``(summary, per_sample_arrays)``.
+
+    ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
+    """
     ev = params["evaluate"]
     if attack not in attacks.ATTACKS:
         raise ConfigError(f"attack: unknown value {attack!r}; allowed: {', '.join(attacks.ATTACKS)}")
@@ -79,13 +84,26 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
     samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     summary = {"method": method, "dataset": dataset, "attack": attack, "eps": 0 if attack == "clean" else eps,
                "num_classes": model.num_classes, **metrics.summarize(samples, ev["ece_bins"]),
-               "uncertainty_convention": ev["uncertainty"], "batch_size": batch_size, "seconds": round(time.time() - start, 2),
-               "images_per_second": round(len(samples["label"]) / max(time.time() - start, 1e-9), 1)}
+               "uncertainty_convention": ev["uncertainty"]}
+    if run_info is not None:
+        seconds = time.time() - start
+        run_info.update(batch_size=batch_size, seconds=round(seconds, 2),
+                        images_per_second=round(len(samples["label"]) / max(seconds, 1e-9), 1),
+                        device=str(device), threads=torch.get_num_threads(), torch=torch.__version__)
     return summary, samples
 
 
+def write_npz(path: str | Path, arrays: dict) -> None:
+    """``np.savez_compressed``'s format (``np.load`` reads it) with a fixed entry timestamp:
+    numpy stamps each entry with the current time, so equal arrays would give different bytes."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
+
 def write_outputs(summary: dict, samples: dict, json_path: str | Path, npz_path: str | Path) -> None:
-    with atomic_path(npz_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **samples)
+    write_npz(npz_path, samples)
     write_json(json_path, summary)

@@ -11,7 +11,9 @@ Invariants
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -70,15 +72,15 @@ def create_clip(arch: dict, pretrained: str | None = None, cache_dir: str | None
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, arch: dict, meta: dict | None = None) -> None:
-    """Write a CLIP and its architecture record atomically."""
+    """Write a CLIP and its architecture record atomically; the same model gives the same bytes."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
         "meta": meta or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)  # a file object: torch names the archive "archive", not after the temp file
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -95,10 +97,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
+class _RandomInitFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init():
+    """Hide open_clip's "No pretrained weights loaded … initialized randomly" (root logger) warning."""
+    root, flt = logging.getLogger(), _RandomInitFilter()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dict]:
     """Rebuild the CLIP stored by :func:`save_checkpoint`: returns ``(model, arch, meta)``."""
     payload = read_checkpoint(path)
-    model = create_clip(payload["arch"], pretrained=None)
+    with _quiet_random_init():  # the checkpoint's weights are loaded right below
+        model = create_clip(payload["arch"], pretrained=None)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:

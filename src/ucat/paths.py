@@ -1,8 +1,14 @@
 """Where every stage writes: the one layout shared by the CLI, Snakemake and DVC.
 
-Every run is namespaced by its backbone id (``demo`` for the embedded demo, the open_clip
-name otherwise), so several backbones live side by side:
-``models/<bb>/…``, ``metrics/<bb>/{train,eval}/…``, ``results/<bb>/{samples,tables,figures}/…``.
+Every run is namespaced by its backbone id (the ``name`` of its ``backbone.models`` entry:
+``demo`` for the embedded demo), so several backbones live side by side:
+``models/<bb>/…``, ``metrics/cells/<bb>/{train,eval}/…``, ``results/samples/<bb>/…``,
+``results/report/<bb>/…``.  Per-cell metrics, per-sample arrays and the report each sit
+under one folder (``metrics/cells``, ``results/samples``, ``results/report``) so that DVC's
+templated ``dvc.yaml`` can name them without knowing the lists in params.yaml.
+
+Every method, ``clip`` included, is evaluated from ``models/<bb>/<method>/model.pt`` (for
+``clip`` a copy of the backbone), so one path pattern serves every cell.
 """
 
 from __future__ import annotations
@@ -12,23 +18,25 @@ from . import methods
 BACKBONE = "models/{backbone}/backbone.pt"
 FINETUNED = "models/{backbone}/{method}/model.pt"
 CHECKPOINTS = "models/{backbone}/{method}/checkpoints"
-METRICS = "metrics/{backbone}"
-TRAIN_LIVE = "metrics/{backbone}/train/{method}"
-EVAL_JSON = "metrics/{backbone}/eval/{method}/{dataset}/{attack}_eps{eps}.json"
-RESULTS = "results/{backbone}"
-SAMPLES = "results/{backbone}/samples"
-EVAL_NPZ = "results/{backbone}/samples/{method}/{dataset}/{attack}_eps{eps}.npz"
-BACKBONE_SUMMARY = "metrics/{backbone}/summary.json"
-TABLES = "results/{backbone}/tables"
-FIGURES = "results/{backbone}/figures"
-REPORT = "results/{backbone}/report.md"
-SUMMARY = "metrics/summary.json"    # all backbones: what `dvc metrics diff` compares first
+CELLS = "metrics/cells"             # every per-cell metric (git-tracked, not a headline)
+METRICS = "metrics/cells/{backbone}"
+TRAIN_LIVE = "metrics/cells/{backbone}/train/{method}"
+EVAL_JSON = "metrics/cells/{backbone}/eval/{method}/{dataset}/{attack}_eps{eps}.json"
+SAMPLES_ROOT = "results/samples"
+SAMPLES = "results/samples/{backbone}"
+EVAL_NPZ = "results/samples/{backbone}/{method}/{dataset}/{attack}_eps{eps}.npz"
+REPORTS = "results/report"
+RESULTS = "results/report/{backbone}"
+BACKBONE_SUMMARY = "results/report/{backbone}/summary.json"
+TABLES = "results/report/{backbone}/tables"
+FIGURES = "results/report/{backbone}/figures"
+REPORT = "results/report/{backbone}/report.md"
+SUMMARY = "metrics/summary.json"    # the headline over all backbones: what `dvc metrics diff` compares
+RUN_INFO = "logs/run/{stage}.json"  # seconds, images/s, batch size, versions: never a metric, never an output
 
 
 def backbones(params: dict) -> list[str]:
-    """The backbone ids of a run: ``demo``, or the open_clip names of ``backbone.models``."""
-    if params["backbone"]["source"] == "demo":
-        return ["demo"]
+    """The backbone ids of a run: the names of ``backbone.models`` (``demo`` for the demo)."""
     return [m["name"] for m in params["backbone"]["models"]]
 
 
@@ -37,21 +45,24 @@ def data_dir(params: dict, dataset: str) -> str:
 
 
 def model_for(backbone: str, method: str) -> str:
-    """The checkpoint a method is evaluated with: the backbone itself for ``clip``."""
-    if methods.get(method).finetuned:
-        return FINETUNED.format(backbone=backbone, method=method)
-    return BACKBONE.format(backbone=backbone)
+    """The checkpoint a method is evaluated with (for ``clip``, the backbone's copy)."""
+    methods.get(method)
+    return FINETUNED.format(backbone=backbone, method=method)
 
 
 def eval_cells(params: dict) -> list[tuple[str, str, str, str, int]]:
-    """Every (backbone, method, dataset, attack, eps) the configuration asks for; clean is eps 0 once."""
+    """Every (backbone, method, dataset, attack, eps) the configuration asks for.
+
+    Clean accuracy is always evaluated (eps 0, once): it is the reference of every attack.
+    """
     ev = params["evaluate"]
     cells = []
     for backbone in backbones(params):
         for method in params["methods"]:
             for dataset in params["data"]["datasets"]:
+                cells.append((backbone, method, dataset, "clean", 0))
                 for attack in ev["attacks"]:
-                    for eps in ([0] if attack == "clean" else ev["eps"]):
+                    for eps in ev["eps"]:
                         cells.append((backbone, method, dataset, attack, eps))
     return cells
 

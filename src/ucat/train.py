@@ -11,16 +11,25 @@ and the step; it is written atomically every ``checkpoint_every`` steps and at t
 every epoch.  The data order is a function of (seed, epoch), so a killed run resumed from
 its checkpoint ends with exactly the weights of an uninterrupted one.  A checkpoint made
 under other parameters (fingerprint mismatch) is ignored, never silently mixed in.
+
+The loss curves (dvclive) are written into ``checkpoint_dir/live`` next to the resume state
+and copied to the declared outputs (``live_dir``) at the end: Snakemake deletes a failed
+job's outputs, never the checkpoint folder, so a killed run resumes with its whole curve;
+a run whose checkpoint is already at the final step just rewrites every output,
+byte-identical (no wall-clock value is stored anywhere).  A lock file in the checkpoint
+folder makes a second process on the same outputs stop with a one-line error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import math
-import time
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -29,8 +38,8 @@ from tqdm import tqdm
 
 from . import attacks, data, losses, methods, models
 from .backbone import warmup_cosine
-from .errors import CheckpointError, ConfigError
-from .io import atomic_path
+from .errors import CheckpointError, ConfigError, UcatError
+from .io import atomic_path, write_json
 
 TRAIN_FORMAT = "ucat-train-v1"
 
@@ -154,10 +163,69 @@ def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str
     would: used to test resumption.
     """
     spec = methods.get(method)
-    if not spec.finetuned:
-        raise ConfigError(f"methods: {method} is not fine-tuned; evaluate the backbone directly")
-    cfg = params["finetune"]
     backbone_path, checkpoint_dir, live_dir = Path(backbone_path), Path(checkpoint_dir), Path(live_dir)
+    with training_lock(checkpoint_dir):
+        if not spec.finetuned:
+            return identity(backbone_path, out_path, live_dir)
+        return _finetune(params, method, backbone_path, Path(out_path), checkpoint_dir, live_dir, device,
+                         progress, stop_after_steps)
+
+
+class LockedError(UcatError):
+    """Another process is fine-tuning into the same outputs."""
+
+
+@contextlib.contextmanager
+def training_lock(checkpoint_dir: Path):
+    """An exclusive, non-blocking lock on ``checkpoint_dir/.lock`` (released when the process ends)."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(checkpoint_dir / ".lock", "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"{checkpoint_dir}: another `ucat finetune` is running on these outputs; "
+                              "wait for it or stop it") from None
+        yield
+    finally:
+        fh.close()
+
+
+def identity(backbone_path: Path, out_path, live_dir: Path) -> dict:
+    """``clip``'s "fine-tuning": the backbone's weights, copied, and an empty curve.
+
+    Every method is then evaluated from ``models/<bb>/<method>/model.pt`` (one path pattern
+    for both engines' templated stages)."""
+    with atomic_path(out_path) as tmp:
+        shutil.copyfile(backbone_path, tmp)
+    (live_dir / "plots").mkdir(parents=True, exist_ok=True)
+    meta = {"step": 0}
+    write_json(live_dir / "metrics.json", meta)
+    return meta
+
+
+def _publish_curves(state_live: Path, live_dir: Path, step: int) -> None:
+    """Copy the curves (kept beside the resume state) to the declared outputs, atomically per file."""
+    live_dir.mkdir(parents=True, exist_ok=True)
+    plots = live_dir / "plots"
+    tmp = live_dir / ".plots.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if (state_live / "plots").is_dir():
+        shutil.copytree(state_live / "plots", tmp)
+    else:
+        tmp.mkdir()
+    shutil.rmtree(plots, ignore_errors=True)
+    os.replace(tmp, plots)
+    if (state_live / "metrics.json").is_file():
+        with atomic_path(live_dir / "metrics.json") as out:
+            shutil.copyfile(state_live / "metrics.json", out)
+    else:  # a checkpoint from before the curves moved beside it
+        write_json(live_dir / "metrics.json", {"step": step})
+
+
+def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir, device, progress, stop_after_steps):
+    spec = methods.get(method)
+    cfg = params["finetune"]
     clip_model, arch, _ = models.load_checkpoint(backbone_path)
     image_size = clip_model.visual.image_size[0]
     dataset, names = data.open_finetune(params, image_size)
@@ -188,7 +256,13 @@ def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["attack_rng"])
         step = state["step"]
-        _truncate_logs(live_dir, step)
+    state_live = checkpoint_dir / "live"      # the curves live beside the resume state
+    if state is None:
+        shutil.rmtree(state_live, ignore_errors=True)
+    elif step >= total:
+        return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir)
+    else:
+        _truncate_logs(state_live, step)
 
     def save_state():
         with atomic_path(ckpt_path) as tmp:
@@ -198,8 +272,7 @@ def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str
 
     from dvclive import Live
 
-    live = Live(str(live_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
-    start = time.time()
+    live = Live(str(state_live), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
     bar = tqdm(total=total, initial=step, desc=f"finetune {method}", disable=not progress, mininterval=2)
     while step < total:
         epoch, in_epoch = divmod(step, steps_per_epoch)
@@ -234,7 +307,13 @@ def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str
                 return {"stopped_at": step}
     bar.close()
     live.end()
+    return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir)
+
+
+def _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir) -> dict:
+    """Write the fine-tuned checkpoint and publish the curves: a function of the final state only."""
     clip_model.visual.load_state_dict(model.visual.state_dict())
-    meta = {"method": method, "steps": step, "fingerprint": fp, "seconds": round(time.time() - start, 1)}
+    meta = {"method": method, "steps": step, "fingerprint": fp}
     models.save_checkpoint(out_path, clip_model, arch, meta)
+    _publish_curves(state_live, live_dir, step)
     return meta

@@ -158,11 +158,15 @@ def test_main_averages_and_h(built):
     assert float(rows[("tecoa", "demo_shapes", "cw", 2, "top1_acc")]["reproduced"]) == \
         pytest.approx(100 * cell["accuracy"], abs=1e-4)
     summary = json.loads((root / "metrics" / "summary.json").read_text())
-    assert summary["tecoa"]["demo_shapes"]["cw_eps2"] == {"acc": round(100 * cell["accuracy"], 4),
-                                                          "ece": round(100 * cell["ece"], 4)}
-    assert summary["ucat"]["average"]["clean_eps0"]["acc"] == pytest.approx(
+    # the headline: per method x condition, means over the data sets and H (per-cell numbers stay in the cells)
+    assert summary["tecoa"]["cw_eps2"]["acc"] == pytest.approx(
+        np.mean([written[("tecoa", d, "cw", 2)]["accuracy"] for d in datasets]) * 100, abs=1e-4)
+    assert summary["tecoa"]["cw_eps2"]["ece"] == pytest.approx(
+        np.mean([written[("tecoa", d, "cw", 2)]["ece"] for d in datasets]) * 100, abs=1e-4)
+    assert summary["ucat"]["clean_eps0"]["acc"] == pytest.approx(
         np.mean([written[("ucat", d, "clean", 0)]["accuracy"] for d in datasets]) * 100, abs=1e-4)
-    assert summary["ucat"]["H"]["pgd_eps1"] == float(rows[("ucat", "harmonic_mean_clean_robust", "pgd", 1, "H")]["reproduced"])
+    assert "H" not in summary["ucat"]["clean_eps0"]
+    assert summary["ucat"]["pgd_eps1"]["H"] == float(rows[("ucat", "harmonic_mean_clean_robust", "pgd", 1, "H")]["reproduced"])
 
 
 def test_paper_column_matches_shipped_csv(built):
@@ -217,7 +221,7 @@ def test_missing_cell_is_na(built, caplog):
     assert rows[(m, "average", a, 1, "top1_acc")]["reproduced"] != "n/a"
     assert [x[:4] for x in out["missing"]] == [MISSING]
     summary = json.loads((root / "metrics" / "summary.json").read_text())
-    assert summary[m][d][f"{a}_eps{e}"] == {"acc": None, "ece": None}
+    assert summary[m][f"{a}_eps{e}"] == {"acc": None, "ece": None, "H": None}  # a mean over a missing cell
     assert "n/a" in (root / "results" / "tables" / "main.md").read_text()
     assert "demo_colours" in (root / "results" / "tables" / "missing.md").read_text()
     assert "1 cell(s) missing" in (root / "results" / "report.md").read_text()
@@ -287,3 +291,17 @@ def test_reference_averages_recompute_from_16_cells():
     direct = np.mean([shipped_value("table16_main", "ucat", ref.DATASETS[d], "clean", 0) for d in PAPER_16])
     assert averages[("ucat", "clean", 0)][0] == pytest.approx(direct, abs=1e-9)
     assert averages[("ucat", "clean", 0)][1] == 54.17
+
+
+def test_markdown_header_has_one_cell_per_column():
+    """'Conf | wrong (%)' once split the uncertainty table's header into 11 cells over 9 columns."""
+    import re
+
+    from ucat.report.render import Table, to_markdown
+    from ucat.report.tables import UNCERTAINTY
+
+    t = Table("t", ["Method", "Condition", "Acc (%)", *(label for _, label, _ in UNCERTAINTY)], label_cols=2)
+    t.add_group([["UCAT", "Clean", *["1"] * (1 + len(UNCERTAINTY))]])
+    header, align, row = [ln for ln in to_markdown(t).splitlines() if ln.startswith("|")]
+    cells = lambda ln: re.split(r"(?<!\\)\|", ln.strip())[1:-1]  # noqa: E731  (GFM: an escaped pipe is not a separator)
+    assert len(cells(header)) == len(cells(align)) == len(cells(row)) == 3 + len(UNCERTAINTY)

@@ -1,4 +1,5 @@
-# Shared by all rules: validated parameters, the job matrix and the CLI's parameter file.
+# Shared by all rules: validated parameters, the stage definitions and the CLI's parameter file.
+import hashlib
 import os
 import re
 
@@ -10,24 +11,40 @@ from ucat import workflow as wf
 
 PARAMS = ucat_config.validate(config, source="config")
 ROOT = PARAMS["data"]["root"].rstrip("/")
-FINETUNE_SET = PARAMS["data"]["finetune"]
-CELLS = paths.eval_cells(PARAMS)
 BACKBONES = paths.backbones(PARAMS)
 
-# The CLI reads one parameters file; give it exactly the configuration Snakemake resolved
-# (params.yaml, any --configfile, any --config), rewritten only when it changes.
-PARAMS_FILE = ".ucat/params.yaml"
-_text = yaml.safe_dump(PARAMS, sort_keys=False)
-if not os.path.exists(PARAMS_FILE) or open(PARAMS_FILE).read() != _text:
+# The CLI reads one parameters file.  Every invocation (dry runs included) parses this file,
+# so the file a job reads is named by the hash of its content and written once, never
+# rewritten: a second `snakemake --configfile other.yaml` writes another file and cannot
+# change what a running job reads.  The name reaches the shell command as a (string) resource,
+# not a rule param, so Snakemake's params trigger stays the exact keys each job reads.
+_text = yaml.safe_dump(PARAMS, sort_keys=True)
+PARAMS_FILE = f".ucat/params-{hashlib.sha256(_text.encode()).hexdigest()[:16]}.yaml"
+if not os.path.exists(PARAMS_FILE):
     os.makedirs(os.path.dirname(PARAMS_FILE), exist_ok=True)
-    with open(PARAMS_FILE + ".tmp", "w") as fh:
+    _tmp = f"{PARAMS_FILE}.{os.getpid()}.tmp"
+    with open(_tmp, "w") as fh:
         fh.write(_text)
-    os.replace(PARAMS_FILE + ".tmp", PARAMS_FILE)
+    os.replace(_tmp, PARAMS_FILE)
 
 
 def param_values(keys):
     """The values of the parameter keys a job reads: a change reruns the job."""
     return ucat_config.select(PARAMS, keys)
+
+
+def pattern(p):
+    """A workflow.py path pattern with the scalars (data root, fine-tuning set) filled in."""
+    return wf.fill(p, PARAMS)
+
+
+def inputs(stage):
+    """Inputs of a stage's job: its declared deps and the package modules it runs (code is a dependency)."""
+    return lambda wc: [wf.fill(d, PARAMS, **wc) for d in stage.deps] + stage.code_files
+
+
+def command(stage):
+    return lambda wc: wf.fill(stage.command(), PARAMS, **wc)
 
 
 def gpu_per_job():
@@ -46,5 +63,5 @@ wildcard_constraints:
     backbone="|".join(re.escape(b) for b in BACKBONES),
     method="|".join(methods.METHODS),
     dataset="[a-z0-9_]+",
-    attack="clean|pgd|cw|autoattack",
+    attack="pgd|cw|autoattack",
     eps="[0-9]+",

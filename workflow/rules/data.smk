@@ -1,20 +1,22 @@
 rule data:
     """Generate a demo data set, or download and verify a real one, into data.root/<name>."""
     output:
-        directory(f"{ROOT}/{{dataset}}"),
+        directory(pattern(wf.DATA.persist[0])),
+    input:
+        wf.DATA.code_files,
     params:
-        file=PARAMS_FILE,
-        cmd=lambda wc: wf.data_cmd(wc.dataset),
-        values=lambda wc: param_values(wf.data_params(wc.dataset) + ["data.root"]),
+        cmd=command(wf.DATA),
+        values=lambda wc: param_values(wf.data_params(wc.dataset)),
     log:
         "logs/data/{dataset}.log",
     benchmark:
         "benchmarks/data/{dataset}.tsv"
-    threads: 1
+    threads: wf.DATA.threads
     resources:
+        params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         mem_mb=4000,
         runtime=240,
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {params.file} --quiet > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"

@@ -1,26 +1,28 @@
 rule finetune:
-    """Adversarial fine-tuning of the image tower with one method (resumes from its checkpoint)."""
+    """Adversarial fine-tuning of the image tower with one method (clip: a copy of the backbone).
+
+    The resume state and the curves live in the checkpoint folder, which is not an output:
+    Snakemake deletes a failed job's outputs, never the state a rerun resumes from."""
     input:
-        backbone=paths.BACKBONE,
-        data=f"{ROOT}/{FINETUNE_SET}",
+        inputs(wf.FINETUNE),
     output:
-        model=paths.FINETUNED,
-        metrics=f"{paths.TRAIN_LIVE}/metrics.json",
-        plots=directory(f"{paths.TRAIN_LIVE}/plots"),
+        model=wf.FINETUNE.outs[0],
+        metrics=report(wf.FINETUNE.metrics[0], caption="../report/train_metrics.rst", category="Fine-tuning"),
+        plots=directory(wf.FINETUNE.plots[0]),
     params:
-        file=PARAMS_FILE,
-        cmd=lambda wc: wf.finetune_cmd(wc.backbone, wc.method),
+        cmd=command(wf.FINETUNE),
         values=lambda wc: param_values(wf.finetune_params(wc.method)),
     log:
         "logs/finetune/{backbone}/{method}.log",
     benchmark:
         "benchmarks/finetune/{backbone}/{method}.tsv"
-    threads: 2
+    threads: wf.FINETUNE.threads
     resources:
+        params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         gpu=GPU,
         mem_mb=16000,
         runtime=1440,
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {params.file} --threads {threads} --quiet > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"

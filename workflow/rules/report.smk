@@ -1,26 +1,30 @@
 rule report:
-    """The paper's tables and figures, reproduced beside published; metrics/summary.json for DVC."""
+    """The paper's tables and figures, reproduced beside published; metrics/summary.json, the headline."""
     input:
         wf.report_inputs(PARAMS),
+        wf.REPORT.code_files,
     output:
-        summary=paths.SUMMARY,
-        summaries=[paths.BACKBONE_SUMMARY.format(backbone=b) for b in BACKBONES],
-        tables=[directory(paths.TABLES.format(backbone=b)) for b in BACKBONES],
-        figures=[directory(paths.FIGURES.format(backbone=b)) for b in BACKBONES],
-        reports=[paths.REPORT.format(backbone=b) for b in BACKBONES],
+        summary=report(wf.REPORT.metrics[0], caption="../report/summary.rst", category="Headline"),
+        reports=report(
+            directory(wf.REPORT.outs[0]),
+            patterns=["{backbone}/figures/{name}.png", "{backbone}/tables/{table}.csv", "{backbone}/report.md"],
+            caption="../report/report.rst",
+            category="Report",
+            subcategory="{backbone}",
+        ),
     params:
-        file=PARAMS_FILE,
-        cmd=wf.report_cmd(),
+        cmd=command(wf.REPORT),
         values=param_values(wf.REPORT_PARAMS),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
-    threads: 1
+    threads: wf.REPORT.threads
     resources:
+        params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         mem_mb=4000,
         runtime=30,
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {params.file} > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} > {log} 2>&1"

@@ -145,12 +145,11 @@ def build_reports(params: dict) -> dict:
     Each backbone's report pairs its cells with the paper's numbers for that backbone.
     """
     from .. import paths
-    from ..backbone import entry
 
     combined = {}
     for b in paths.backbones(params):
         cfg = copy.deepcopy(params)
-        cfg["backbone"]["name"] = entry(params, b)["name"]  # what the pairing with the paper reads
+        cfg["backbone"]["name"] = b  # the entry's name: what the pairing with the paper reads
         built = build_report(cfg, metrics_dir=paths.METRICS.format(backbone=b),
                              samples_dir=paths.SAMPLES.format(backbone=b), out_dir=paths.RESULTS.format(backbone=b),
                              summary_path=paths.BACKBONE_SUMMARY.format(backbone=b))

@@ -57,7 +57,9 @@ def save(fig, stem, formats=("png", "pdf")) -> list:
     for ext in formats:
         path = stem.with_suffix(f".{ext}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, bbox_inches="tight")
+            # no creation date / version stamps: the same figure gives the same bytes
+            meta = {"CreationDate": None, "Producer": None} if ext == "pdf" else {"Software": None} if ext == "png" else {}
+            fig.savefig(tmp, format=ext, bbox_inches="tight", metadata=meta)
         paths.append(path)
     plt.close(fig)
     return paths

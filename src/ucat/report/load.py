@@ -38,7 +38,7 @@ class Setting:
         asked = list(ev["attacks"])
         return cls(methods=tuple(cfg["methods"]), datasets=tuple(cfg["data"]["datasets"]),
                    attacks=tuple(a for a in ATTACK_ORDER if a in asked),
-                   eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean="clean" in asked,
+                   eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean=True,  # always evaluated
                    steps={a: int(ev[a]["steps"]) for a in ("pgd", "cw") if a in ev and "steps" in ev[a]},
                    backbone=str(cfg.get("backbone", {}).get("name", "")))
 

@@ -43,13 +43,18 @@ def paired(repro: float | None, paper: float | None) -> str:
     return f"{fmt(repro)} ({NONE if paper is None else f'{paper:.2f}'})"
 
 
+def _md_row(cells) -> str:
+    """One Markdown table row; a literal ``|`` inside a cell (e.g. "Conf | wrong") is escaped."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
 def to_markdown(t: Table, level: int = 3) -> str:
     align = ["---"] * t.label_cols + ["--:"] * (len(t.header) - t.label_cols)
     lines = [f"{'#' * level} {t.title}", ""]
     if t.note:
         lines += [t.note, ""]
-    lines += ["| " + " | ".join(t.header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+    lines += [_md_row(t.header), "|" + "|".join(align) + "|"]
+    lines += [_md_row(r) for r in t.rows]
     return "\n".join(lines) + "\n"
 
 

@@ -1,28 +1,44 @@
-"""``metrics/summary.json``: the compact, stable numbers ``dvc metrics diff`` compares.
+"""``metrics/summary.json``: the headline numbers ``dvc metrics diff`` / ``dvc exp show`` compare.
 
-Shape: ``{method: {dataset: {"<attack>_eps<ε>": {"acc": %, "ece": %}}, "average": {...},
-"H": {"<attack>_eps<ε>": %}}}``.  Every configured key is present (null where the cell is
-missing) so that two runs of the same configuration always have the same keys.
+Shape: ``{backbone: {method: {"<attack>_eps<ε>": {field: value}}}}`` — one screen per
+backbone.  Each field comes from one *headline extractor* ``(name, function(res, method,
+attack, eps) -> value or None)`` in :data:`HEADLINE`; adding a headline number (e.g. an
+uncertainty stage's AURC) is one more entry there, nothing else.  Every configured key is
+present (null where a cell is missing), so two runs of one configuration have the same keys.
+Per data set numbers stay in the per-cell files under ``metrics/cells``.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .load import Results, cell_name
+
+Extractor = Callable[[Results, str, str, int], "float | None"]
 
 
 def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
 
 
-def build_summary(res: Results) -> dict:
-    s = res.setting
+def _harmonic(res: Results, m: str, a: str, e: int) -> float | None:
+    return None if a == "clean" else res.harmonic(m, a, e)
+
+
+HEADLINE: list[tuple[str, Extractor]] = [
+    ("acc", lambda res, m, a, e: res.mean(m, a, e)),            # mean top-1 accuracy over data sets, %
+    ("ece", lambda res, m, a, e: res.mean(m, a, e, "ece")),     # mean ECE over data sets, %
+    ("H", _harmonic),                                           # harmonic mean of clean and robust acc, %
+]
+
+
+def build_summary(res: Results, headline: list[tuple[str, Extractor]] = HEADLINE) -> dict:
+    """``{method: {condition: {field: value}}}`` for one backbone (fields that do not apply are left out)."""
     out = {}
-    for m in s.methods:
-        entry = {d: {cell_name(a, e): {"acc": _r(res.pct(m, d, a, e)), "ece": _r(res.pct(m, d, a, e, "ece"))}
-                     for a, e in s.conditions()} for d in s.datasets}
-        entry["average"] = {cell_name(a, e): {"acc": _r(res.mean(m, a, e)), "ece": _r(res.mean(m, a, e, "ece"))}
-                            for a, e in s.conditions()}
-        if s.has_clean:
-            entry["H"] = {cell_name(a, e): _r(res.harmonic(m, a, e)) for a, e in s.conditions() if a != "clean"}
-        out[m] = entry
+    for m in res.setting.methods:
+        out[m] = {}
+        for a, e in res.setting.conditions():
+            row = {name: _r(fn(res, m, a, e)) for name, fn in headline
+                   if not (name == "H" and a == "clean")}
+            out[m][cell_name(a, e)] = row
     return out
