@@ -119,7 +119,7 @@ def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps
     adv = images.clone()
     with torch.no_grad():
         robust = wrapped(images).argmax(-1) == labels
-    cuda = [images.device.index or 0] if images.is_cuda else []
+    cuda = [images.device.index if images.device.index is not None else torch.cuda.current_device()] if images.is_cuda else []
     with torch.random.fork_rng(devices=cuda):
         for loss in losses:
             idx = robust.nonzero().squeeze(1)
