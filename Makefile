@@ -6,8 +6,6 @@ PYTHON ?= python3
 install: .install-stamp
 .install-stamp: pyproject.toml
 	$(PYTHON) -m pip install -e ".[test]"
-	# torchattacks pins requests~=2.25.1 and would break dvc: its real needs are already installed
-	$(PYTHON) -m pip install --no-deps "torchattacks==3.5.1"
 	touch $@
 
 demo: install

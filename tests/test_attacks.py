@@ -1,6 +1,10 @@
+import numpy as np
 import pytest
 import torch
-import torchattacks
+from art.attacks.evasion import ProjectedGradientDescentPyTorch
+from art.estimators.classification import PyTorchClassifier
+from pyautoattack import AutoAttack
+from pyautoattack.autopgd_base import APGDAttack
 
 from ucat import attacks
 from ucat.errors import ConfigError
@@ -19,12 +23,30 @@ def test_pgd_stays_in_ball_and_box(trained_classifier):
         assert adv.min() >= 0 and adv.max() <= 1
 
 
-def test_pgd_matches_torchattacks_step_for_step(trained_classifier):
+class _CWMarginOneHot(torch.nn.Module):
+    """The CW margin written independently for ART, which hands custom losses one-hot labels."""
+
+    def forward(self, logits, onehot):
+        onehot = onehot.float()
+        correct = (logits * onehot).sum(-1)
+        other = (logits - 1e9 * onehot).amax(-1)
+        return -torch.relu(correct - other + 50.0).sum()
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_pgd_matches_art_step_for_step(trained_classifier, loss):
+    """Independent reference: IBM ART's PGD (no random start) with CE or an independent CW margin."""
     model, x, y = trained_classifier
     x, y = x[:24], y[:24]
+    ref_loss = torch.nn.CrossEntropyLoss() if loss == "ce" else _CWMarginOneHot()
+    clf = PyTorchClassifier(model=model, loss=ref_loss, input_shape=tuple(x.shape[1:]), nb_classes=6,
+                            clip_values=(0.0, 1.0), device_type="cpu")
     for steps in (1, 2, 5):
-        ours = attacks.pgd(model, x, y, 4, 1, steps, random_start=False)
-        ref = torchattacks.PGD(model, eps=4 / 255, alpha=1 / 255, steps=steps, random_start=False)(x, y)
+        ours = attacks.pgd(model, x, y, 4, 1, steps, loss=loss, random_start=False)
+        art = ProjectedGradientDescentPyTorch(clf, norm=np.inf, eps=4 / 255, eps_step=1 / 255, max_iter=steps,
+                                              num_random_init=0, batch_size=len(x), verbose=False)
+        ref = torch.from_numpy(art.generate(x.numpy(), y.numpy()))
+        assert (ours - x).abs().max() > (min(steps, 4) - 0.5) / 255  # it really moved
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
 
 
@@ -49,9 +71,32 @@ def test_autoattack_is_worst_case_and_in_ball(trained_classifier):
     adv = attacks.autoattack(model, x, y, 8, 10, num_classes=6)
     assert (adv - x).abs().max() <= 8 / 255 + 1e-6
     assert accuracy(model, adv, y) < accuracy(model, x, y)
-    # per-sample worst case: never better than APGD-CE alone
-    ce_only = torchattacks.APGD(model, norm="Linf", eps=8 / 255, steps=10, seed=0, loss="ce")(x, y)
+    # per-sample worst case: never better than the reference APGD-CE alone
+    ce_only = APGDAttack(model, n_iter=10, norm="Linf", n_restarts=1, eps=8 / 255, seed=0, loss="ce",
+                         device="cpu").perturb(x, y)
     assert accuracy(model, adv, y) <= accuracy(model, ce_only, y) + 1e-9
+
+
+def test_autoattack_matches_reference_autoattack(trained_classifier):
+    """Reference: fra31's AutoAttack called as the official UCAT code calls it (standard version,
+    attacks_to_run = APGD-CE + APGD-DLR, 100 iterations) with the same seed: identical images."""
+    model, x, y = trained_classifier
+    x, y = x[:16], y[:16]
+    ours = attacks.autoattack(model, x, y, 8, 100, num_classes=6, seed=3)
+    ref = AutoAttack(attacks._FloatLogits(model), eps=8 / 255, seed=3, version="standard", device="cpu")
+    ref.attacks_to_run = ["apgd-ce", "apgd-dlr"]
+    ref.verbose = False
+    ref_adv, _ = ref.run_standard_evaluation(x, y, batch_size=len(x))
+    assert accuracy(model, ours, y) < accuracy(model, x, y) - 0.2  # the attack did something
+    torch.testing.assert_close(ours, ref_adv, rtol=0, atol=1e-6)
+
+
+def test_autoattack_leaves_the_global_rng_alone(trained_classifier):
+    model, x, y = trained_classifier
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    attacks.autoattack(model, x[:8], y[:8], 8, 3, num_classes=6, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_autoattack_two_classes_uses_ce_only(trained_classifier):

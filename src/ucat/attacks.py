@@ -4,8 +4,10 @@
   "CW" of TeCoA/PMG-AFT/UCAT: ℓ∞ PGD on ``-relu(l_y - max_{j≠y} l_j + kappa)``, not C&W-ℓ2).
   Uniform random start in [-ε, ε], signed-gradient steps, projection onto the ε-ball and
   [0, 1] after every step; with ``random_start=False`` it is step-for-step torchattacks' PGD.
-- :func:`autoattack` — APGD-CE + APGD-DLR from torchattacks, worst case per sample
-  (APGD-CE only for 2-class problems: DLR needs three classes).
+- :func:`autoattack` — APGD-CE then APGD-DLR (100 iterations, 1 restart) from the reference
+  AutoAttack code (fra31's, packaged on PyPI as ``pyautoattack``), run as the official UCAT code
+  runs it: each attack only on the samples still robust, per-sample worst case (APGD-CE only
+  for 2-class problems: DLR needs three classes).
 - :func:`fare_attack` — FARE's training attack, PGD maximising the embedding distance.
 
 Attacks only ask autograd for the input gradient (``torch.autograd.grad``), so no weight
@@ -87,7 +89,7 @@ def fare_attack(model, images: torch.Tensor, emb_ref_clean: torch.Tensor, eps255
 
 
 class _FloatLogits(nn.Module):
-    """torchattacks calls ``model(x)``; give it float32 logits whatever the autocast dtype."""
+    """APGD calls ``model(x)``; give it float32 logits whatever the autocast dtype."""
 
     def __init__(self, model):
         super().__init__()
@@ -99,27 +101,36 @@ class _FloatLogits(nn.Module):
 
 def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps255: float, steps: int,
                num_classes: int, seed: int = 0) -> torch.Tensor:
-    """APGD-CE then APGD-DLR on the still-robust samples; per-sample worst case."""
-    import torchattacks
+    """APGD-CE, then APGD-DLR on the samples it did not fool; per-sample worst case.
+
+    The same schedule as the reference ``AutoAttack(version='standard')`` with
+    ``attacks_to_run = ['apgd-ce', 'apgd-dlr']`` (what the official UCAT code calls), but with a
+    fixed ``seed`` (the official code seeds with the wall clock) and without the global-RNG side
+    effect: APGD reseeds torch's generator, so it runs inside ``fork_rng``.
+    """
+    from pyautoattack.autopgd_base import APGDAttack
 
     _check_budget(eps255, 0, steps)
     wrapped = _FloatLogits(model)
-    was_training = model.training
     losses = ["ce", "dlr"] if num_classes >= 3 else ["ce"]
-    adv = images.detach().clone()
-    robust = torch.ones(len(images), dtype=torch.bool, device=images.device)
-    for loss in losses:
-        idx = robust.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        attack = torchattacks.APGD(wrapped, norm="Linf", eps=eps255 / 255, steps=steps, n_restarts=1,
-                                   seed=seed, loss=loss, rho=0.75)
-        x_adv = attack(images[idx], labels[idx])
-        with torch.no_grad():
-            fooled = wrapped(x_adv).argmax(-1) != labels[idx]
-        adv[idx[fooled]] = x_adv[fooled]
-        robust[idx[fooled]] = False
-    model.train(was_training)
+    apgd = APGDAttack(wrapped, n_iter=steps, norm="Linf", n_restarts=1, eps=eps255 / 255, seed=seed,
+                      loss="ce", rho=0.75, device=images.device)
+    images = images.detach()
+    adv = images.clone()
+    with torch.no_grad():
+        robust = wrapped(images).argmax(-1) == labels
+    cuda = [images.device.index if images.device.index is not None else torch.cuda.current_device()] if images.is_cuda else []
+    with torch.random.fork_rng(devices=cuda):
+        for loss in losses:
+            idx = robust.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            apgd.loss = loss
+            x_adv = apgd.perturb(images[idx], labels[idx])
+            with torch.no_grad():
+                fooled = wrapped(x_adv).argmax(-1) != labels[idx]
+            adv[idx[fooled]] = x_adv[fooled].to(adv.dtype)
+            robust[idx[fooled]] = False
     return adv.detach()
 
 

@@ -546,16 +546,34 @@ def table_rows(result: dict) -> list[dict]:
     return rows
 
 
-def format_table(result: dict) -> str:
-    rows = result["rows"]
+def _rows_text(rows: list[dict]) -> tuple[list[str], int]:
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'measurement':<{width}}  {'value':>12}  unit", "-" * (width + 22)]
     for r in rows:
         v = r["value"]
         text = f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
         lines.append(f"{r['name']:<{width}}  {text:>12}  {r['unit']}")
-    meta = result["meta"]
     lines.append("-" * (width + 22))
+    return lines, width
+
+
+def format_rows(result: dict) -> str:
+    """The ``--baseline official`` table: rows, then the run's description."""
+    lines, _ = _rows_text(result["rows"])
+    meta = result["meta"]
+    lines.append(f"device: {meta['device_name']}; torch {meta['torch']}; model {meta['arch']} (random weights), "
+                 f"batch {meta['batch']}, {meta['classes']} classes; project autocast {meta['project_autocast']}, "
+                 f"official {meta['official_autocast']}; repeats {meta['repeats']} (median)")
+    if "note" in meta:
+        lines.append(meta["note"])
+    if result["gpu"] != "measured":
+        lines.append(f"GPU figures: {result['gpu']}")
+    return "\n".join(lines)
+
+
+def format_table(result: dict) -> str:
+    lines, width = _rows_text(result["rows"])
+    meta = result["meta"]
     lines.append(f"device: {meta['device_name']}; torch {meta['torch']}; model {meta['model']} "
                  f"({meta['image_size']} px, {meta['num_classes']} classes); autocast {meta['autocast_dtype']}; "
                  f"repeats {meta['repeats']} (median)")
@@ -586,6 +604,19 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
     device = models.resolve_device(params["run"]["device"])
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    baseline = getattr(args, "baseline", None)
+    if baseline not in (None, "official"):
+        raise ConfigError(f"--baseline: unknown value {baseline!r}; allowed: official")
+    if baseline == "official":
+        from . import bench_official
+
+        result = bench_official.run_baseline(params, device, model=args.model, repeats=args.repeats,
+                                             batch=getattr(args, "batch", None), classes=getattr(args, "classes", None),
+                                             pgd_steps=getattr(args, "pgd_steps", None), log=log)
+        print(format_rows(result))
+        write_json(args.out, result)
+        print(f"wrote {args.out}")
+        return 0
     result = run_benchmark(params, device, model=args.model, repeats=args.repeats,
                            batch=getattr(args, "batch", None), pgd_steps=getattr(args, "pgd_steps", None),
                            compile=args.compile, search=getattr(args, "search", None),

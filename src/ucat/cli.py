@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _setup(args):
+def _setup(args, gpu: bool = True):
     from . import config
 
     params = config.load(args.params, args.overrides)
@@ -32,9 +32,11 @@ def _setup(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from .gpus import assign
     from .models import resolve_device
 
-    return params, resolve_device(params["run"]["device"])
+    device = resolve_device(params["run"]["device"])
+    return params, (assign(device) if gpu else device)  # one GPU per job on multi-GPU nodes (ucat.gpus)
 
 
 def cmd_check(args) -> int:
@@ -50,7 +52,7 @@ def cmd_check(args) -> int:
 def cmd_data(args) -> int:
     from . import data
 
-    params, _ = _setup(args)
+    params, _ = _setup(args, gpu=False)
     names = args.names or paths.data_sets(params)
     for name in names:
         manifest = data.prepare(name, params)
@@ -222,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto", help="auto: ViT-B-32 on GPU and the demo model on CPU; or demo, ViT-B-32")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also measure with torch.compile")
+    p.add_argument("--baseline", choices=["official"], default=None,
+                   help="official: time the official UCAT loop's structure (fp16+GradScaler, prompts re-encoded "
+                        "every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "
+                        "prints images/s of both, the ratio and peak GPU memory per phase")
     _common(p)
     p.set_defaults(func=cmd_bench)
     return parser

@@ -1,0 +1,63 @@
+"""`ucat bench --baseline official` on CPU with tiny sizes: it runs, and the baseline has the
+official loop's structure (weight gradients in the attack, prompts re-encoded every forward)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ucat import bench_official, cli, config
+
+
+def _params(params):
+    p = config.validate(dict(params))
+    p["run"]["device"] = "cpu"
+    return p
+
+
+def test_official_pgd_computes_weight_gradients_and_reencodes_prompts(params):
+    clip, arch = bench_official.build_clip("demo", params, torch.device("cpu"))
+    loop = bench_official.OfficialLoop(clip, arch, [f"c{i}" for i in range(5)], params, torch.device("cpu"))
+    calls, frozen_calls = [], []
+    loop.model.encode_text = (lambda f: lambda t: calls.append(1) or f(t))(loop.model.encode_text)
+    loop.frozen.encode_text = (lambda f: lambda t: frozen_calls.append(1) or f(t))(loop.frozen.encode_text)
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(5, (4,))
+    delta = loop.pgd(loop.model, x, y, 8 / 255, 2 / 255, 3)
+    assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().max() > 0
+    assert len(calls) == 3                                   # text tower once per attack step
+    text_grads = [p.grad for p in loop.model.transformer.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in text_grads[:2])   # full-model backward
+    before = [p.detach().clone() for p in loop.model.visual.parameters()]
+    loss = loop.train_step(x, y, 8 / 255, 2 / 255, 2)
+    assert torch.isfinite(loss)
+    assert len(calls) == 3 + 2 + 2 and len(frozen_calls) == 1   # 2 attack steps + adv, clean; frozen clean
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.model.visual.parameters()))
+
+
+def test_bench_baseline_cli_prints_both_loops_and_the_ratio(params, tmp_path, capsys):
+    path = tmp_path / "params.yaml"
+    p = _params(params)
+    path.write_text(json.dumps(p))
+    out = tmp_path / "bench.json"
+    args = cli.build_parser().parse_args(["bench", "--baseline", "official", "--params", str(path), "--repeats", "1",
+                                          "--out", str(out), "--quiet"])
+    args.batch, args.pgd_steps = 8, 2
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["meta"]["classes"] == round(8 * 200 / 256)      # the paper's class-to-batch proportion
+    for w in ("finetune", "pgd_eval"):
+        proj, off = res["phases"][f"{w}_project"], res["phases"][f"{w}_official"]
+        assert proj["images_per_s"] > 0 and off["images_per_s"] > 0
+        assert abs(res["speedup"][w] - proj["images_per_s"] / off["images_per_s"]) < 1e-9
+    assert "speed-up project/official" in text and "GPU figures: unmeasured" in text
+    assert "informative only" in text
+
+
+def test_bench_help_documents_the_baseline(capsys):
+    try:
+        cli.build_parser().parse_args(["bench", "--help"])
+    except SystemExit:
+        pass
+    assert "--baseline" in capsys.readouterr().out
