@@ -61,6 +61,13 @@ def visible(names) -> list[str]:
     return [n for n in names if not n.startswith(".")]
 
 
+def drop_hidden(ds) -> None:
+    """Remove hidden files (``._x.jpg`` of macOS copies) from a torchvision ``ImageFolder``'s samples."""
+    keep = [s for s in ds.samples if not os.path.basename(s[0]).startswith(".")]
+    ds.samples = ds.imgs = keep
+    ds.targets = [t for _, t in keep]
+
+
 class ImageList(Dataset):
     """(path, label) list -> (RGB PIL image, label)."""
 
@@ -345,6 +352,7 @@ class EuroSat(Adapter):
         folder = ctx.d / "eurosat" / "2750"
         with ctx.reading(folder):
             ds = tvd.EuroSAT(str(ctx.d), download=False)
+            drop_hidden(ds)
         return Index(ds, list(ds.targets), [s[0] for s in ds.samples], list(ds.classes), folder)
 
 
@@ -493,10 +501,12 @@ class ImageNet(Adapter):
                 tvd.imagenet.load_meta_file(str(ctx.d))
             with ctx.reading(folder):
                 ds = tvd.ImageNet(str(ctx.d), split=split)
+                drop_hidden(ds)
                 raw = list(ds.wnids)
         else:  # a sorted <split>/<wnid>/ tree without torchvision's meta.bin: same label order
             with ctx.reading(folder):
                 ds = tvd.ImageFolder(str(folder))
+                drop_hidden(ds)
                 raw = list(ds.classes)
         return Index(ds, list(ds.targets), [s[0] for s in ds.samples], raw, folder)
 

@@ -81,8 +81,13 @@ def extract(spec: DatasetSpec, archive: Path, dest: Path) -> None:
                 _zip_names(spec, archive, z.namelist())
             extract_archive(str(archive), str(dest))
         else:
+            def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+                if _unsafe(member.name):  # the data filter would only strip a leading "/"
+                    raise _refuse(spec, archive, member.name, "path traversal")
+                return tarfile.data_filter(member, path)
+
             with tarfile.open(archive) as t:
-                t.extractall(dest, filter="data")
+                t.extractall(dest, filter=safe)
     except DataError:
         raise
     except tarfile.FilterError as e:
