@@ -243,6 +243,18 @@ def test_verify_real_rejects_wrong_counts_and_missing_classes(fresh, monkeypatch
                         dataclasses.replace(real.REAL_DATASETS["eurosat"], num_eval_samples=27000))
     with pytest.raises(DataError, match=r"20 samples .*2750.*expected 27000"):
         real.verify_real("eurosat", fake.root)
+    # a class that is listed (so the class list is complete) but has no sample, at the right count
+    food = fresh("food101")
+    fakes.expect(monkeypatch, food)
+    meta = food.dir / "food-101" / "meta" / "test.json"
+    listed = json.loads(meta.read_text())
+    listed["apple_pie"] = []
+    meta.write_text(json.dumps(listed))
+    monkeypatch.setitem(real.REAL_DATASETS, "food101",
+                        dataclasses.replace(real.REAL_DATASETS["food101"], num_eval_samples=100))
+    assert len(real.open_real("food101", food.root)) == 100  # reading alone does not notice
+    with pytest.raises(DataError, match=r"split 'test' under .*test.json contains 100 of the 101 classes"):
+        real.verify_real("food101", food.root)
 
 
 def test_verify_detects_changes_after_the_manifest(fresh, monkeypatch):
