@@ -38,3 +38,17 @@ def test_misplaced_set_is_one_line_naming_the_move(tmp_path, capsys, monkeypatch
     assert rc == 2 and calls == []
     assert err.count("\n") == 1 and err.startswith("error: cifar10: the data set is unpacked 1 folder too shallow")
     assert f"Move the folder {(tmp_path / 'data' / 'cifar-10-batches-py').resolve()} " in err
+
+
+def test_google_drive_refusal_is_named(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from ucat.errors import DataError
+
+    gdown = types.ModuleType("gdown")
+    gdown.download = lambda **kwargs: None  # what gdown does on a quota page: returns None, saves nothing
+    monkeypatch.setitem(sys.modules, "gdown", gdown)
+    with pytest.raises(DataError, match="gdrive:abc: Google Drive refused the download"):
+        real_archives.fetch("gdrive:abc", tmp_path / "x.part")
+    assert not (tmp_path / "x.part").exists()

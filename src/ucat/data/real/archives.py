@@ -34,7 +34,10 @@ def fetch(url: str, dest: Path) -> None:
         except ImportError as e:
             raise DataError(f"{url}: downloading from Google Drive needs the optional package gdown "
                             f"(pip install gdown, or the `download` extra of ucat)") from e
-        utils.download_file_from_google_drive(url[len("gdrive:"):], str(dest.parent), dest.name)
+        try:
+            utils.download_file_from_google_drive(url[len("gdrive:"):], str(dest.parent), dest.name)
+        except RuntimeError as e:  # gdown saved nothing: a quota or permission page
+            raise DataError(f"{url}: Google Drive refused the download (quota or permission page)") from e
     else:
         utils.download_url(url, str(dest.parent), dest.name)
     if not dest.is_file():
