@@ -573,10 +573,16 @@ def test_fetch_downloads_through_torchvision_with_its_user_agent(tmp_path, monke
     seen = []
 
     def urlopen(req, *args, **kwargs):
+        import socket
+
         seen.append((req.full_url, req.get_header("User-agent")))
+        assert socket.getdefaulttimeout() == real_archives.TIMEOUT_S  # a stalled server cannot hang the run
         return _Response(b"payload" * 100, req.full_url)
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     _ORIGINAL_FETCH("https://example.org/a.tar.gz", tmp_path / "a.tar.gz.part")
     assert (tmp_path / "a.tar.gz.part").read_bytes() == b"payload" * 100
     assert seen and all(url == "https://example.org/a.tar.gz" and ua == USER_AGENT for url, ua in seen)
+    import socket
+
+    assert socket.getdefaulttimeout() is None  # restored

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import socket
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -24,8 +25,21 @@ from .. import integrity
 from .spec import DatasetSpec, Resource
 
 
+#: seconds a stalled connection may stay silent (torchvision's urlopen calls set no timeout)
+TIMEOUT_S = 120
+
+
 def fetch(url: str, dest: Path) -> None:
     """Download ``url`` to the new file ``dest``; ``gdrive:<id>`` fetches a Google Drive file."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TIMEOUT_S)
+    try:
+        _fetch(url, dest)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _fetch(url: str, dest: Path) -> None:
     from torchvision.datasets import utils
 
     if url.startswith("gdrive:"):
