@@ -7,6 +7,7 @@ traversal member in an archive) is done here.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -128,7 +129,7 @@ def test_manifest_mismatch_says_what_changed(tmp_path, monkeypatch):
     real.verify_real("eurosat", fake.root)
     fakes._jpeg(img.parent / "extra.jpg", 0)  # one more image (and a registry that expects it)
     monkeypatch.setitem(real.REAL_DATASETS, "eurosat",
-                        __import__("dataclasses").replace(real.REAL_DATASETS["eurosat"], num_eval_samples=21))
+                        dataclasses.replace(real.REAL_DATASETS["eurosat"], num_eval_samples=21))
     with pytest.raises(DataError, match=r"21 image files listed now, 20 recorded"):
         real.verify_real("eurosat", fake.root)
 
