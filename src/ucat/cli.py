@@ -155,6 +155,17 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+class _DataHelp(argparse._HelpAction):
+    """``ucat data --help`` lists the data set names; built on demand (it imports torchvision)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .data import dataset_names
+
+        parser.epilog = (f"Data sets: {', '.join(dataset_names())}. Sources, layouts, checksums and manual "
+                         f"placement: docs/datasets.md.")
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import attacks, methods
 
@@ -169,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("data", help="generate (demo) or download and verify data sets into data.root")
+    p = sub.add_parser("data", help="generate (demo) or download and verify data sets into data.root",
+                       add_help=False)
+    p.add_argument("-h", "--help", action=_DataHelp, help="show this help (with the data set names) and exit")
     p.add_argument("names", nargs="*", help="data sets (default: every set the parameters need)")
     _common(p)
     p.set_defaults(func=cmd_data)

@@ -1,6 +1,6 @@
 """The real data sets: registry, class names, loading, verification and (mocked) download.
 
-No network: ``real._fetch`` and urllib are replaced by an autouse fixture; downloads are
+No network: ``ucat.data.real.archives.fetch`` and urllib are replaced by an autouse fixture; downloads are
 served from fake archives built in each set's official format (tests/data/fakes.py).
 """
 
@@ -19,13 +19,14 @@ import pytest
 import torch
 
 from ucat.data import integrity, real
+from ucat.data.real import archives as real_archives
 from ucat.data.transforms import eval_transform
 from ucat.errors import ConfigError, DataError
 
 from . import fakes
 
 NAMES = sorted(real.REAL_DATASETS)
-_ORIGINAL_FETCH = real._fetch  # captured before the autouse fixture replaces it
+_ORIGINAL_FETCH = real_archives.fetch  # captured before the autouse fixture replaces it
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,7 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a test tried to use the network")
 
-    monkeypatch.setattr(real, "_fetch", refuse)
+    monkeypatch.setattr(real_archives, "fetch", refuse)
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
@@ -225,7 +226,9 @@ def test_verify_real_accepts_a_complete_copy(name, built, monkeypatch):
     assert m["name"] == name and m["num_classes"] == spec.num_classes and m["paper_name"] == spec.paper_name
     assert m["num_samples"][spec.eval_split] == fake.counts[spec.eval_split]
     assert m["classnames_sha256"] == integrity.names_hash(real.classnames(name))
-    assert m["files"] or m["trees"]
+    assert m["files"] or m["images"]
+    if m["images"]:  # the fingerprint covers exactly the listed images of the split
+        assert m["images"][spec.eval_split]["files"] == fake.counts[spec.eval_split]
     if name in real.KNOWN_FILE_MD5:  # the official md5 of every such file the split needs was checked
         assert m["official_md5_checked"] and set(m["official_md5_checked"]) == set(fake.file_md5) & set(m["files"])
     json.dumps(m)
@@ -240,6 +243,18 @@ def test_verify_real_rejects_wrong_counts_and_missing_classes(fresh, monkeypatch
                         dataclasses.replace(real.REAL_DATASETS["eurosat"], num_eval_samples=27000))
     with pytest.raises(DataError, match=r"20 samples .*2750.*expected 27000"):
         real.verify_real("eurosat", fake.root)
+    # a class that is listed (so the class list is complete) but has no sample, at the right count
+    food = fresh("food101")
+    fakes.expect(monkeypatch, food)
+    meta = food.dir / "food-101" / "meta" / "test.json"
+    listed = json.loads(meta.read_text())
+    listed["apple_pie"] = []
+    meta.write_text(json.dumps(listed))
+    monkeypatch.setitem(real.REAL_DATASETS, "food101",
+                        dataclasses.replace(real.REAL_DATASETS["food101"], num_eval_samples=100))
+    assert len(real.open_real("food101", food.root)) == 100  # reading alone does not notice
+    with pytest.raises(DataError, match=r"split 'test' under .*test.json contains 100 of the 101 classes"):
+        real.verify_real("food101", food.root)
 
 
 def test_verify_detects_changes_after_the_manifest(fresh, monkeypatch):
@@ -410,7 +425,7 @@ def _serve(monkeypatch, fake, tmp_path, corrupt=0, mode="truncate", keep_checksu
     fakes.expect(monkeypatch, fake)
     fakes.expect_archives(monkeypatch, fake.name, archives, keep_checksum)
     net = fakes.FakeNetwork(archives, corrupt, mode)
-    monkeypatch.setattr(real, "_fetch", net)
+    monkeypatch.setattr(real_archives, "fetch", net)
     return archives, net
 
 
@@ -455,8 +470,8 @@ def test_corrupt_archive_is_rejected_and_a_rerun_succeeds(tmp_path, monkeypatch)
 
 def test_archive_without_checksum_is_checked_by_extraction_and_content(tmp_path, monkeypatch):
     fake = fakes.build("fgvc_aircraft", tmp_path / "src")
-    archives, net = _serve(monkeypatch, fake, tmp_path, corrupt=1)
-    assert real.DOWNLOADS["fgvc_aircraft"][0].md5 is None  # no published checksum
+    archives, net = _serve(monkeypatch, fake, tmp_path, corrupt=1, keep_checksum=False)
+    assert real.DOWNLOADS["fgvc_aircraft"][0].md5 is None  # as if no checksum were published
     root = tmp_path / "root"
     with pytest.raises(DataError, match="fgvc-aircraft-2013b.tar.gz"):
         real.download_real("fgvc_aircraft", root)
@@ -476,7 +491,7 @@ def test_incomplete_archive_is_not_accepted(tmp_path, monkeypatch):
         p.unlink()  # the archive will lack 3 val images listed in val_annotations.txt
     _serve(monkeypatch, fake, tmp_path)
     root = tmp_path / "root"
-    with pytest.raises(DataError, match="listed in .*val_annotations.txt but missing"):
+    with pytest.raises(DataError, match=r"3 of the 200 images of split 'val' listed in .*val_annotations.txt are missing"):
         real.download_real("tinyimagenet", root)
     assert not (root / "tinyimagenet" / real.MANIFEST).exists()
     assert not (root / "tinyimagenet" / "tiny-imagenet-200").exists()
@@ -545,15 +560,29 @@ def test_google_drive_fallback_needs_gdown(tmp_path, monkeypatch):
 
 
 class _Response(io.BytesIO):
-    def __init__(self, body: bytes, length: int):
+    """What torchvision's download_url reads from urlopen: a context manager with url and length."""
+
+    def __init__(self, body: bytes, url: str):
         super().__init__(body)
-        self.headers = {"Content-Length": str(length)}
+        self.url, self.length, self.headers = url, len(body), {"Content-Length": str(len(body))}
 
 
-def test_fetch_detects_a_connection_closed_early(tmp_path, monkeypatch):
-    monkeypatch.setattr(urllib.request, "urlopen", lambda req, timeout: _Response(b"x" * 10, 100))
-    with pytest.raises(DataError, match="closed after 10 of 100 bytes"):
-        _ORIGINAL_FETCH("https://example.org/a.tar.gz", tmp_path / "a.part")
-    monkeypatch.setattr(urllib.request, "urlopen", lambda req, timeout: _Response(b"x" * 10, 10))
-    _ORIGINAL_FETCH("https://example.org/a.tar.gz", tmp_path / "b.part")
-    assert (tmp_path / "b.part").read_bytes() == b"x" * 10
+def test_fetch_downloads_through_torchvision_with_its_user_agent(tmp_path, monkeypatch):
+    from torchvision.datasets.utils import USER_AGENT
+
+    seen = []
+
+    def urlopen(req, *args, **kwargs):
+        import socket
+
+        seen.append((req.full_url, req.get_header("User-agent")))
+        assert socket.getdefaulttimeout() == real_archives.TIMEOUT_S  # a stalled server cannot hang the run
+        return _Response(b"payload" * 100, req.full_url)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    _ORIGINAL_FETCH("https://example.org/a.tar.gz", tmp_path / "a.tar.gz.part")
+    assert (tmp_path / "a.tar.gz.part").read_bytes() == b"payload" * 100
+    assert seen and all(url == "https://example.org/a.tar.gz" and ua == USER_AGENT for url, ua in seen)
+    import socket
+
+    assert socket.getdefaulttimeout() is None  # restored
