@@ -106,7 +106,8 @@ def _stub_workflow(tmp_path: Path) -> tuple[Path, dict]:
     for name in ("Snakefile", "workflow", "params.yaml", "pyproject.toml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
-    shutil.copytree(ROOT / "src" / "ucat" / "resources", repo / "src" / "ucat" / "resources")
+    # the rules list the package modules they run as inputs (code is a dependency)
+    shutil.copytree(ROOT / "src" / "ucat", repo / "src" / "ucat", ignore=shutil.ignore_patterns("__pycache__"))
     bindir = tmp_path / "bin"
     bindir.mkdir()
     stub = bindir / "conda"
