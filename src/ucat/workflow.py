@@ -82,7 +82,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SRC = "src/ucat"          # the package as seen from the repository root (where both engines run)
 # what every `ucat` command imports before the stage's own module (cli's parser, the
 # parameter schema, the method registry, the output layout)
-COMMON_CODE = ["ucat", "ucat.cli", "ucat.config", "ucat.paths", "ucat.methods", "ucat.attacks", "ucat.models"]
+# (and, for the stages that use a device, ucat.gpus's per-job GPU assignment)
+COMMON_CODE = ["ucat", "ucat.cli", "ucat.config", "ucat.paths", "ucat.methods", "ucat.attacks", "ucat.models",
+               "ucat.gpus"]
 
 
 def _module_file(module: str) -> Path | None:
