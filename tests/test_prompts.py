@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ucat import cli, config, data, models, prompts
+from ucat.data import real
 from ucat.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def test_eurosat_phrases_and_pcam_verbatim():
 
 def test_aircraft_boeing_prefix_only_for_sevens_and_dash_kept():
     out = prompts.official_prompts("fgvc_aircraft")
-    ids = data.real.class_ids("fgvc_aircraft")
+    ids = real.class_ids("fgvc_aircraft")
     for i, p in zip(ids, out):
         name = ("boeing " if i.startswith("7") else "") + i.lower()   # 'Boeing 717' is a variant of its own
         assert p == f"A photo of a {name}, a type of aircraft."

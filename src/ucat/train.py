@@ -111,7 +111,7 @@ def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
     spec = methods.get(method)
     keys = {"method": method, "seed": params["run"]["seed"], "precision": params["run"]["precision"],
             "finetune": {k: v for k, v in params["finetune"].items() if k not in ("checkpoint_every", "log_every")},
-            "data": {k: params["data"][k] for k in ("finetune", "demo_train_per_class")},
+            "data": {k: params["data"].get(k) for k in ("finetune", "demo_train_per_class", "preprocess")},
             "prompt": params["prompt"], **{s: params[s] for s in spec.sections}}
     h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
     with open(backbone_path, "rb") as fh:
