@@ -62,11 +62,17 @@ def ucat_lambda(tau: float, tau_prime: float) -> float:
     return lam
 
 
-def prob_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """``mean_batch KL(softmax(p_logits) || softmax(q_logits))``."""
+def prob_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+    """``KL(softmax(p_logits) || softmax(q_logits))`` averaged over the batch, or summed
+    (``reduction="sum"``: ``nn.KLDivLoss(reduction='sum')``, as PMG-AFT's code uses it)."""
     log_p = F.log_softmax(p_logits.float(), dim=-1)
     log_q = F.log_softmax(q_logits.float(), dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+    if reduction == "sum":
+        return kl.sum()
+    if reduction != "batchmean":
+        raise ConfigError(f"pmg_aft.kl_reduction: unknown value {reduction!r}; allowed: batchmean, sum")
+    return kl.mean()
 
 
 def tecoa_loss(logits_adv: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,15 +107,18 @@ def prob_kl_ablation_loss(logits_adv, logits_ref_clean, labels, weight: float,
     return {"loss": ce + weight * align, "ce": ce, "align": align}
 
 
-def pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, alpha: float, beta: float) -> dict[str, torch.Tensor]:
+def pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, alpha: float, beta: float,
+                 reduction: str = "batchmean") -> dict[str, torch.Tensor]:
     """PMG-AFT (its public code): ``CE(l_adv) + a KL(p_orig(x_adv) || p(x_adv)) + b KL(p(x) || p(x_adv))``.
 
     ``logits_ref_adv``: frozen original model on the adversarial image; ``logits_clean``:
     the trained model on the clean image (gradients flow through both of its terms).
+    ``reduction="sum"`` sums the KL terms over the batch as its code does (PMG_AFT.py:210,
+    735-737); CE stays a batch mean there too.
     """
     ce = F.cross_entropy(logits_adv.float(), labels)
-    kl_orig = prob_kl(logits_ref_adv.detach(), logits_adv)
-    kl_clean = prob_kl(logits_clean, logits_adv)
+    kl_orig = prob_kl(logits_ref_adv.detach(), logits_adv, reduction)
+    kl_clean = prob_kl(logits_clean, logits_adv, reduction)
     align = alpha * kl_orig + beta * kl_clean
     return {"loss": ce + align, "ce": ce, "align": align}
 

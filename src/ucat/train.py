@@ -64,7 +64,7 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
     Each forward pass runs once and every result is used.  Returns the loss terms and
     ``logits_adv`` (for the adversarial training accuracy).
     """
-    atk = params["finetune"]["attack"]
+    atk = method_attack(method, params)
     if method == "fare":
         fare = params["fare"]
         with torch.no_grad():
@@ -85,7 +85,8 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
         with torch.no_grad():
             logits_ref_adv = reference(adv)
         cfg = params["pmg_aft"]
-        out = losses.pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, cfg["alpha"], cfg["beta"])
+        out = losses.pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, cfg["alpha"], cfg["beta"],
+                                  cfg["kl_reduction"])
     else:
         logits_adv = model(adv)
         if method == "tecoa":
@@ -104,6 +105,42 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
                 raise ConfigError(f"methods: {method!r} is not a fine-tuning method")
     out["logits_adv"] = logits_adv
     return out
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)   # PMG_AFT.py:120-121
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def method_attack(method: str, params: dict) -> dict:
+    """The training attack: ``finetune.attack``, or PMG-AFT's own (``pmg_aft.attack``) when set."""
+    if method == "pmg_aft" and params["pmg_aft"].get("attack"):
+        return params["pmg_aft"]["attack"]
+    return params["finetune"]["attack"]
+
+
+def method_optimizer(method: str, params: dict) -> dict:
+    """``finetune`` with the method's optimiser override (``<method>.optimizer``) applied, if any."""
+    cfg = dict(params["finetune"])
+    override = params[method].get("optimizer") if method in ("pmg_aft", "fare") else None
+    if override:
+        cfg.update(optimizer=override["name"], lr=override["lr"], momentum=override["momentum"],
+                   weight_decay=override["weight_decay"])
+    return cfg
+
+
+def training_view(method: str, model: models.ZeroShotClassifier, params: dict) -> models.ZeroShotClassifier:
+    """The classifier as the method's own code trains it.  PMG-AFT's code classifies with plain
+    cosines (temperature 1, for its loss and its attack; PMG_AFT.py:658-668) of images normalised
+    with ImageNet's mean/std (PMG_AFT.py:120-136).  Only ``visual`` is saved, so evaluation is unchanged."""
+    if method != "pmg_aft":
+        return model
+    cfg = params["pmg_aft"]
+    if cfg.get("logits", "scaled") == "cosine":
+        model.logit_scale = 1.0
+    if cfg.get("normalize", "clip") == "imagenet":
+        model.mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        model.std.copy_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    return model
 
 
 def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
@@ -231,6 +268,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     dataset, names = data.open_finetune(params, image_size)
     model = models.ZeroShotClassifier.from_prompts(
         clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device)
+    model = training_view(method, model, params)
     reference = model.frozen_copy() if spec.needs_reference else None
     model.train()
     if params["run"]["compile"]:
@@ -242,7 +280,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     if cfg["max_steps_per_epoch"]:
         steps_per_epoch = min(steps_per_epoch, cfg["max_steps_per_epoch"])
     total = steps_per_epoch * cfg["epochs"]
-    opt = make_optimizer(model.visual.parameters(), cfg, device)
+    opt = make_optimizer(model.visual.parameters(), method_optimizer(method, params), device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg["warmup_steps"], total))
     gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 1)
     amp = models.autocast_dtype(params["run"]["precision"], device)
