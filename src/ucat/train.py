@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import attacks, data, losses, methods, models, prompts
+from . import attacks, data, losses, methods, models, prompts, selection
 from .backbone import warmup_cosine
 from .errors import CheckpointError, ConfigError, UcatError
 from .io import atomic_path, write_json
@@ -141,6 +141,17 @@ def training_view(method: str, model: models.ZeroShotClassifier, params: dict) -
         model.mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         model.std.copy_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
     return model
+
+
+def select_after_epoch(selector: "selection.Selector", epoch: int, model, live) -> bool:
+    """Score the epoch for ``finetune.select`` and log it; True = stop early (patience)."""
+    was_training = model.training
+    stop = selector.after_epoch(epoch, model.visual)
+    model.train(was_training)
+    for key, value in selector.history[-1].items():
+        if key != "epoch":
+            live.log_metric(f"select/{key}", value)
+    return stop
 
 
 def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
@@ -270,6 +281,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
         clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device)
     model = training_view(method, model, params)
     reference = model.frozen_copy() if spec.needs_reference else None
+    selector = selection.Selector(params, clip_model, arch, model.visual, device)
     model.train()
     if params["run"]["compile"]:
         model.visual.compile()  # in place: state_dict keys (checkpoints) unchanged
@@ -295,11 +307,12 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["attack_rng"])
         step = state["step"]
+        selector.load_state_dict(state.get("selection"))
     state_live = checkpoint_dir / "live"      # the curves live beside the resume state
     if state is None:
         shutil.rmtree(state_live, ignore_errors=True)
     elif step >= total:
-        return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir)
+        return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir, selector)
     else:
         _truncate_logs(state_live, step)
 
@@ -307,13 +320,15 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
         with atomic_path(ckpt_path) as tmp:
             torch.save({"format": TRAIN_FORMAT, "fingerprint": fp, "step": step, "method": method,
                         "visual": model.visual.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "attack_rng": gen.get_state()}, tmp)
+                        "scheduler": sched.state_dict(), "attack_rng": gen.get_state(),
+                        "selection": selector.state_dict()}, tmp)
 
     from dvclive import Live
 
     live = Live(str(state_live), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
     bar = tqdm(total=total, initial=step, desc=f"finetune {method}", disable=not progress, mininterval=2)
-    while step < total:
+    stop = selector.active and selector.stopped(step, steps_per_epoch)
+    while step < total and not stop:
         epoch, in_epoch = divmod(step, steps_per_epoch)
         order = epoch_order(len(dataset), params["run"]["seed"], epoch)
         batches = [order[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]].tolist()
@@ -339,20 +354,27 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
                 live.log_metric("train/lr", sched.get_last_lr()[0])
             bar.update(1)
             bar.set_postfix(loss=f"{float(out['loss'].detach()):.3f}")
+            if selector.active and step % steps_per_epoch == 0:
+                live.step = step
+                stop = select_after_epoch(selector, step // steps_per_epoch, model, live)
             if step % cfg["checkpoint_every"] == 0 or step % steps_per_epoch == 0:
                 save_state()
+            if stop:
+                break
             if stop_after_steps is not None and step >= stop_after_steps:
                 live.end()
                 return {"stopped_at": step}
     bar.close()
     live.end()
-    return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir)
+    return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir, selector)
 
 
-def _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir) -> dict:
-    """Write the fine-tuned checkpoint and publish the curves: a function of the final state only."""
-    clip_model.visual.load_state_dict(model.visual.state_dict())
-    meta = {"method": method, "steps": step, "fingerprint": fp}
+def _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir, selector) -> dict:
+    """Write the fine-tuned checkpoint and publish the curves: a function of the final state only
+    (the best epoch's weights under ``finetune.select``)."""
+    clip_model.visual.load_state_dict(selector.final_weights(model.visual.state_dict()))
+    meta = {"method": method, "steps": step, "fingerprint": fp,
+            **({"selection": selector.summary()} if selector.active else {})}
     models.save_checkpoint(out_path, clip_model, arch, meta)
     _publish_curves(state_live, live_dir, step)
     return meta
