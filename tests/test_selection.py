@@ -105,3 +105,22 @@ def test_best_selection_saves_the_best_epoch_and_stops_early(tmp_params, tiny_ch
     saved, _, _ = models.load_checkpoint(run / "m.pt")
     for k, v in saved.visual.state_dict().items():
         assert torch.equal(v, epoch1[k]), k
+
+
+def test_killed_run_with_selection_resumes_to_the_same_choice(tmp_params, tiny_checkpoint, tmp_path):
+    data.prepare("demo_train", tmp_params)
+    cpu = torch.device("cpu")
+    p = copy.deepcopy(tmp_params)
+    p["finetune"].update(epochs=2, max_steps_per_epoch=2, checkpoint_every=1, select="best", select_subsample=8,
+                         select_attack={"eps": 8, "steps": 1, "step_size": 8})
+    full = tmp_path / "full"
+    a = train.finetune(p, "tecoa", tiny_checkpoint, full / "m.pt", full / "ck", full / "live", cpu, progress=False)
+    part = tmp_path / "part"
+    train.finetune(p, "tecoa", tiny_checkpoint, part / "m.pt", part / "ck", part / "live", cpu, progress=False,
+                   stop_after_steps=3)  # killed in epoch 2, after epoch 1 was scored
+    b = train.finetune(p, "tecoa", tiny_checkpoint, part / "m.pt", part / "ck", part / "live", cpu, progress=False)
+    assert a["selection"]["history"] == b["selection"]["history"] and len(b["selection"]["history"]) == 2
+    wa, _, _ = models.load_checkpoint(full / "m.pt")
+    wb, _, _ = models.load_checkpoint(part / "m.pt")
+    for k, v in wa.visual.state_dict().items():
+        assert torch.equal(v, wb.visual.state_dict()[k]), k
