@@ -104,3 +104,10 @@ def test_docs_table_lists_every_rule():
     for name, spec in prompts.OFFICIAL.items():
         row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
         assert spec.source in row and spec.rule in row and (spec.template is None or spec.template in row)
+
+
+def test_paper_config_uses_the_official_protocol_and_the_demo_its_own(paper):
+    demo_params = config.load(ROOT / "params.yaml")
+    assert paper["prompt"]["source"] == "official" and paper["data"]["preprocess"] == "official"
+    assert demo_params["prompt"]["source"] == "templates"
+    assert paper["finetune"]["select"] == "final"  # selection is opt-in
