@@ -5,7 +5,7 @@ import pytest
 
 from ucat import cli
 
-COMMANDS = ["check", "data", "backbone", "finetune", "evaluate", "report", "dvc-yaml", "bench"]
+COMMANDS = ["check", "data", "backbone", "finetune", "evaluate", "report", "dvc-yaml", "bench", "prompts"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

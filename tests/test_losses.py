@@ -75,3 +75,35 @@ def test_prob_kl_matches_kldivloss():
     p_logits, q_logits = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
     ref = torch.nn.KLDivLoss(reduction="batchmean")(torch.log_softmax(q_logits, -1), torch.softmax(p_logits, -1))
     assert losses.prob_kl(p_logits, q_logits).item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("tau_prime", [0.015, 0.01, 0.005])
+def test_ucat_loss_finite_at_small_tau_prime(tau_prime):
+    # alpha ~ exp(2/tau') > float32 max and lambda < float32 tiny: formed in float64 first
+    g = torch.Generator().manual_seed(3)
+    adv = (torch.rand(4, 5, generator=g) * 2 - 1) * 30
+    ref = (torch.rand(4, 5, generator=g) * 2 - 1) * 30
+    y = torch.randint(5, (4,), generator=g)
+    adv.requires_grad_()
+    out = losses.ucat_loss(adv, ref, y, 30.0, tau_prime, 1e5)
+    assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
+    a_adv = torch.exp((adv.detach().double() / 30 + 1) / tau_prime) + 1e-6
+    a_ref = torch.exp((ref.double() / 30 + 1) / tau_prime) + 1e-6
+    kl = kl_divergence(Dirichlet(a_adv), Dirichlet(a_ref)).mean()
+    assert not torch.isfinite(kl.float())  # the float32 KL overflows: the old path gave nan
+    log_lam = math.log(1e5) - (2 / tau_prime + math.log1p(math.exp(-2 / tau_prime)))
+    expect = torch.nn.functional.cross_entropy(adv.detach(), y).double() + math.exp(log_lam + math.log(kl.item()))
+    assert out["loss"].item() == pytest.approx(expect.item(), rel=1e-4)
+    out["loss"].backward()
+    assert torch.isfinite(adv.grad).all()
+
+
+def test_ucat_lambda_unrepresentable_is_config_error():
+    from ucat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ucat.tau_prime"):
+        losses.ucat_lambda(1e5, 0.002)
+    with pytest.raises(ConfigError, match="ucat.tau_prime"):
+        losses.ucat_lambda(1e5, 0.0005)
+    assert losses.ucat_lambda(0.0, 0.002) == 0.0
+    assert losses.ucat_lambda(1e5, 0.003) > 0

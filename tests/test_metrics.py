@@ -68,3 +68,24 @@ def test_per_sample_nll_brier_confidence():
 def test_harmonic_mean():
     assert metrics.harmonic_mean(54.17, 30.58) == pytest.approx(39.09, abs=0.01)  # the paper's UCAT H
     assert metrics.harmonic_mean(0, 0) == 0
+
+
+def test_ece_bins_are_right_closed_and_differ_from_torchmetrics_only_on_edges():
+    # two bins (0, .5] and (.5, 1]: confidence exactly .5 belongs to the first bin here,
+    # to the second in torchmetrics ([lo, hi) bins)
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]])
+    labels = torch.tensor([0, 0, 1, 1])  # the two .5 rows right, the two .9 rows wrong
+    conf, pred = probs.max(-1)
+    correct = (pred == labels).numpy()
+    ours = metrics.expected_calibration_error(conf.numpy(), correct, 2)
+    # by hand: bin 1 = {.5, .5}: |1 - .5| = .5; bin 2 = {.9, .9}: |0 - .9| = .9 -> (.5 + .9) / 2
+    assert ours == pytest.approx(0.7, abs=1e-7)
+    ref = multiclass_calibration_error(probs, labels, num_classes=3, n_bins=2, norm="l1").item()
+    # torchmetrics: all four in [.5, 1): |.5 - .7| = .2
+    assert ref == pytest.approx(0.2, abs=1e-6)
+    # off the edges the two agree
+    shifted = probs.clone()
+    shifted[:2, 0] = 0.49
+    ours_off = metrics.expected_calibration_error(shifted.max(-1).values.numpy(), correct, 2)
+    ref_off = multiclass_calibration_error(shifted, labels, num_classes=3, n_bins=2, norm="l1").item()
+    assert ours_off == pytest.approx(ref_off, abs=1e-6)

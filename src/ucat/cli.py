@@ -149,6 +149,19 @@ def cmd_dvc_yaml(args) -> int:
     return 0
 
 
+def cmd_prompts(args) -> int:
+    from . import config, data, prompts
+
+    params = config.load(args.params, args.overrides)
+    if args.name not in data.dataset_names():
+        from .errors import unknown_choice
+
+        raise unknown_choice("NAME", args.name, data.dataset_names())
+    for k, per_class in enumerate(prompts.class_prompts(args.name, params)):
+        print(f"{k}\t" + " | ".join(per_class))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -231,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
     _common(p)
     p.set_defaults(func=cmd_dvc_yaml)
+
+    p = sub.add_parser("prompts", help="print a data set's zero-shot prompts, one line per class in label order",
+                       description="Each line: label, tab, the class's prompts (' | ' between templates). "
+                                   "prompt.source decides: templates, or the official code's own (docs/prompts.md).")
+    p.add_argument("name", metavar="NAME", help="a data set name")
+    _common(p)
+    p.set_defaults(func=cmd_prompts)
 
     p = sub.add_parser("bench", help="measure images/s, FLOP utilisation and memory of fine-tuning and PGD evaluation")
     p.add_argument("--out", default="results/bench.json", help="JSON with the figures (default: %(default)s)")

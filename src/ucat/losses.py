@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 ALPHA_EPS = 1e-6
 
 
@@ -42,15 +44,35 @@ def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
 
 
 def ucat_lambda(tau: float, tau_prime: float) -> float:
-    """Weight of the alignment term in the official code: ``tau / exp(softplus(2 / tau'))``."""
-    return tau / math.exp(F.softplus(torch.tensor(2.0 / tau_prime, dtype=torch.float64)).item())
+    """Weight of the alignment term in the official code: ``tau / exp(softplus(2 / tau'))``.
+
+    Formed in log space in float64.  Where it under- or overflows float64 (tau' below about
+    0.0028 for tau = 1e5, where the concentrations themselves overflow too) it raises a
+    ConfigError naming ``ucat.tau_prime``: no loss can be formed there.
+    """
+    if tau == 0:
+        return 0.0
+    sp = F.softplus(torch.tensor(2.0 / tau_prime, dtype=torch.float64)).item()
+    log_lam = math.log(tau) - sp
+    lam = math.exp(log_lam) if log_lam < 709.7 else math.inf
+    if lam == 0.0 or not math.isfinite(lam) or 2.0 / tau_prime > 709.0:
+        raise ConfigError(f"ucat.tau_prime: {tau_prime} gives lambda = tau/exp(softplus(2/tau')) = "
+                          f"exp({log_lam:.4g}) and concentrations up to exp({2.0 / tau_prime:.4g}), "
+                          "not representable in float64; use tau' >= 0.003")
+    return lam
 
 
-def prob_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """``mean_batch KL(softmax(p_logits) || softmax(q_logits))``."""
+def prob_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+    """``KL(softmax(p_logits) || softmax(q_logits))`` averaged over the batch, or summed
+    (``reduction="sum"``: ``nn.KLDivLoss(reduction='sum')``, as PMG-AFT's code uses it)."""
     log_p = F.log_softmax(p_logits.float(), dim=-1)
     log_q = F.log_softmax(q_logits.float(), dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+    if reduction == "sum":
+        return kl.sum()
+    if reduction != "batchmean":
+        raise ConfigError(f"pmg_aft.kl_reduction: unknown value {reduction!r}; allowed: batchmean, sum")
+    return kl.mean()
 
 
 def tecoa_loss(logits_adv: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -64,13 +86,16 @@ def ucat_loss(logits_adv, logits_ref_clean, labels, logit_scale: float, tau_prim
     """UCAT: ``CE(l_adv, y) + lambda * mean KL(Dir(alpha_adv) || Dir(alpha_ref))``.
 
     ``forward=True`` swaps the KL arguments (the paper's ``KL(Dir(alpha) || Dir(alpha_adv))`` ablation).
+    ``lambda * KL`` is formed in float64 and only then cast, so the loss is finite wherever its
+    true value is; ``align`` (the unweighted KL) stays float64.
     """
     ce = F.cross_entropy(logits_adv.float(), labels)
     a_adv = dirichlet_concentration(logits_adv, logit_scale, tau_prime)
     a_ref = dirichlet_concentration(logits_ref_clean.detach(), logit_scale, tau_prime)
     kl = dirichlet_kl(a_ref, a_adv) if forward else dirichlet_kl(a_adv, a_ref)
-    align = kl.mean().to(ce.dtype)
-    return {"loss": ce + ucat_lambda(tau, tau_prime) * align, "ce": ce, "align": align}
+    align = kl.mean()  # float64: at tau' <= 0.015 the KL exceeds float32's range while lambda underflows it
+    weighted = (ucat_lambda(tau, tau_prime) * align).to(ce.dtype)
+    return {"loss": ce + weighted, "ce": ce, "align": align}
 
 
 def prob_kl_ablation_loss(logits_adv, logits_ref_clean, labels, weight: float,
@@ -82,15 +107,18 @@ def prob_kl_ablation_loss(logits_adv, logits_ref_clean, labels, weight: float,
     return {"loss": ce + weight * align, "ce": ce, "align": align}
 
 
-def pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, alpha: float, beta: float) -> dict[str, torch.Tensor]:
+def pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, alpha: float, beta: float,
+                 reduction: str = "batchmean") -> dict[str, torch.Tensor]:
     """PMG-AFT (its public code): ``CE(l_adv) + a KL(p_orig(x_adv) || p(x_adv)) + b KL(p(x) || p(x_adv))``.
 
     ``logits_ref_adv``: frozen original model on the adversarial image; ``logits_clean``:
     the trained model on the clean image (gradients flow through both of its terms).
+    ``reduction="sum"`` sums the KL terms over the batch as its code does (PMG_AFT.py:210,
+    735-737); CE stays a batch mean there too.
     """
     ce = F.cross_entropy(logits_adv.float(), labels)
-    kl_orig = prob_kl(logits_ref_adv.detach(), logits_adv)
-    kl_clean = prob_kl(logits_clean, logits_adv)
+    kl_orig = prob_kl(logits_ref_adv.detach(), logits_adv, reduction)
+    kl_clean = prob_kl(logits_clean, logits_adv, reduction)
     align = alpha * kl_orig + beta * kl_clean
     return {"loss": ce + align, "ce": ce, "align": align}
 

@@ -72,7 +72,13 @@ def per_sample(logits: torch.Tensor, labels: torch.Tensor, logit_scale: float, c
 
 
 def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict:
-    """Equal-width bins over (0, 1]; a confidence c falls in bin ceil(c * n) - 1 (torchmetrics' rule)."""
+    """Equal-width, right-closed bins ``(lo, hi]`` over [0, 1]: c falls in bin ``ceil(c * n) - 1``
+    (c = 0 in the first bin).
+
+    torchmetrics' ``calibration_error`` bins ``[lo, hi)`` (``torch.bucketize(..., right=True)``)
+    with an extra bin for c = 1 exactly; the two agree except for a confidence lying exactly on
+    an edge (including a saturated softmax, c = 1.0), where torchmetrics puts it one bin higher.
+    """
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -87,7 +93,7 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
-    """ECE = Σ_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins."""
+    """ECE = Σ_b (n_b / N) |acc_b - conf_b| over the ``(lo, hi]`` bins of :func:`reliability_bins`."""
     bins = reliability_bins(confidence, correct, n_bins)
     n = bins["bin_count"].sum()
     if n == 0:

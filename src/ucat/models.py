@@ -136,12 +136,22 @@ def tokenize(model: nn.Module, arch: dict, texts: Sequence[str]) -> torch.Tensor
 def text_features(model: nn.Module, arch: dict, classnames: Sequence[str], templates: Sequence[str],
                   device: torch.device | str = "cpu", batch_size: int = 256) -> torch.Tensor:
     """Unit-norm class embeddings (C, D); with several templates, the normalised mean (CLIP's ensemble)."""
+    return prompt_features(model, arch, [[t.format(c) for t in templates] for c in classnames], device, batch_size)
+
+
+@torch.no_grad()
+def prompt_features(model: nn.Module, arch: dict, prompts: Sequence[Sequence[str]],
+                    device: torch.device | str = "cpu", batch_size: int = 256) -> torch.Tensor:
+    """Unit-norm class embeddings (C, D) from ready prompts, one list per class (the normalised
+    mean of its normalised prompt embeddings); see ``ucat.prompts.class_prompts``."""
+    if not prompts or any(len(p) != len(prompts[0]) or not p for p in prompts):
+        raise ConfigError("prompts: every class needs the same, positive number of prompts")
     model = model.to(device)
-    prompts = [t.format(c) for c in classnames for t in templates]
-    tokens = tokenize(model, arch, prompts)
+    flat = [p for per_class in prompts for p in per_class]
+    tokens = tokenize(model, arch, flat)
     feats = torch.cat([model.encode_text(tokens[i:i + batch_size].to(device)).float()
                        for i in range(0, len(tokens), batch_size)])
-    feats = F.normalize(feats, dim=-1).view(len(classnames), len(templates), -1).mean(1)
+    feats = F.normalize(feats, dim=-1).view(len(prompts), len(prompts[0]), -1).mean(1)
     return F.normalize(feats, dim=-1)
 
 
@@ -164,7 +174,13 @@ class ZeroShotClassifier(nn.Module):
     @classmethod
     def from_clip(cls, model: nn.Module, arch: dict, classnames: Sequence[str], templates: Sequence[str],
                   device: torch.device | str = "cpu") -> "ZeroShotClassifier":
-        feats = text_features(model, arch, classnames, templates, device)
+        return cls.from_prompts(model, arch, [[t.format(c) for t in templates] for c in classnames], device)
+
+    @classmethod
+    def from_prompts(cls, model: nn.Module, arch: dict, prompts: Sequence[Sequence[str]],
+                     device: torch.device | str = "cpu") -> "ZeroShotClassifier":
+        """From ready prompts, one list per class (``ucat.prompts.class_prompts``)."""
+        feats = prompt_features(model, arch, prompts, device)
         cfg = model.visual.preprocess_cfg
         scale = min(float(model.logit_scale.detach().exp()), 100.0)
         return cls(copy.deepcopy(model.visual), feats, scale, cfg["mean"], cfg["std"]).to(device)

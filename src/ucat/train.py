@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import attacks, data, losses, methods, models
+from . import attacks, data, losses, methods, models, prompts, selection
 from .backbone import warmup_cosine
 from .errors import CheckpointError, ConfigError, UcatError
 from .io import atomic_path, write_json
@@ -64,7 +64,7 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
     Each forward pass runs once and every result is used.  Returns the loss terms and
     ``logits_adv`` (for the adversarial training accuracy).
     """
-    atk = params["finetune"]["attack"]
+    atk = method_attack(method, params)
     if method == "fare":
         fare = params["fare"]
         with torch.no_grad():
@@ -85,7 +85,8 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
         with torch.no_grad():
             logits_ref_adv = reference(adv)
         cfg = params["pmg_aft"]
-        out = losses.pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, cfg["alpha"], cfg["beta"])
+        out = losses.pmg_aft_loss(logits_adv, logits_ref_adv, logits_clean, labels, cfg["alpha"], cfg["beta"],
+                                  cfg["kl_reduction"])
     else:
         logits_adv = model(adv)
         if method == "tecoa":
@@ -106,12 +107,59 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
     return out
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)   # PMG_AFT.py:120-121
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def method_attack(method: str, params: dict) -> dict:
+    """The training attack: ``finetune.attack``, or PMG-AFT's own (``pmg_aft.attack``) when set."""
+    if method == "pmg_aft" and params["pmg_aft"].get("attack"):
+        return params["pmg_aft"]["attack"]
+    return params["finetune"]["attack"]
+
+
+def method_optimizer(method: str, params: dict) -> dict:
+    """``finetune`` with the method's optimiser override (``<method>.optimizer``) applied, if any."""
+    cfg = dict(params["finetune"])
+    override = params[method].get("optimizer") if method in ("pmg_aft", "fare") else None
+    if override:
+        cfg.update(optimizer=override["name"], lr=override["lr"], momentum=override["momentum"],
+                   weight_decay=override["weight_decay"])
+    return cfg
+
+
+def training_view(method: str, model: models.ZeroShotClassifier, params: dict) -> models.ZeroShotClassifier:
+    """The classifier as the method's own code trains it.  PMG-AFT's code classifies with plain
+    cosines (temperature 1, for its loss and its attack; PMG_AFT.py:658-668) of images normalised
+    with ImageNet's mean/std (PMG_AFT.py:120-136).  Only ``visual`` is saved, so evaluation is unchanged."""
+    if method != "pmg_aft":
+        return model
+    cfg = params["pmg_aft"]
+    if cfg.get("logits", "scaled") == "cosine":
+        model.logit_scale = 1.0
+    if cfg.get("normalize", "clip") == "imagenet":
+        model.mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        model.std.copy_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    return model
+
+
+def select_after_epoch(selector: "selection.Selector", epoch: int, model, live) -> bool:
+    """Score the epoch for ``finetune.select`` and log it; True = stop early (patience)."""
+    was_training = model.training
+    stop = selector.after_epoch(epoch, model.visual)
+    model.train(was_training)
+    for key, value in selector.history[-1].items():
+        if key != "epoch":
+            live.log_metric(f"select/{key}", value)
+    return stop
+
+
 def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
     """Hash of everything that determines the fine-tuned weights."""
     spec = methods.get(method)
     keys = {"method": method, "seed": params["run"]["seed"], "precision": params["run"]["precision"],
             "finetune": {k: v for k, v in params["finetune"].items() if k not in ("checkpoint_every", "log_every")},
-            "data": {k: params["data"][k] for k in ("finetune", "demo_train_per_class")},
+            "data": {k: params["data"].get(k) for k in ("finetune", "demo_train_per_class", "preprocess")},
             "prompt": params["prompt"], **{s: params[s] for s in spec.sections}}
     h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
     with open(backbone_path, "rb") as fh:
@@ -229,8 +277,11 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     clip_model, arch, _ = models.load_checkpoint(backbone_path)
     image_size = clip_model.visual.image_size[0]
     dataset, names = data.open_finetune(params, image_size)
-    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
+    model = models.ZeroShotClassifier.from_prompts(
+        clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device)
+    model = training_view(method, model, params)
     reference = model.frozen_copy() if spec.needs_reference else None
+    selector = selection.Selector(params, clip_model, arch, model.visual, device)
     model.train()
     if params["run"]["compile"]:
         model.visual.compile()  # in place: state_dict keys (checkpoints) unchanged
@@ -241,7 +292,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     if cfg["max_steps_per_epoch"]:
         steps_per_epoch = min(steps_per_epoch, cfg["max_steps_per_epoch"])
     total = steps_per_epoch * cfg["epochs"]
-    opt = make_optimizer(model.visual.parameters(), cfg, device)
+    opt = make_optimizer(model.visual.parameters(), method_optimizer(method, params), device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg["warmup_steps"], total))
     gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 1)
     amp = models.autocast_dtype(params["run"]["precision"], device)
@@ -256,11 +307,12 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["attack_rng"])
         step = state["step"]
+        selector.load_state_dict(state.get("selection"))
     state_live = checkpoint_dir / "live"      # the curves live beside the resume state
     if state is None:
         shutil.rmtree(state_live, ignore_errors=True)
     elif step >= total:
-        return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir)
+        return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir, selector)
     else:
         _truncate_logs(state_live, step)
 
@@ -268,13 +320,15 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
         with atomic_path(ckpt_path) as tmp:
             torch.save({"format": TRAIN_FORMAT, "fingerprint": fp, "step": step, "method": method,
                         "visual": model.visual.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "attack_rng": gen.get_state()}, tmp)
+                        "scheduler": sched.state_dict(), "attack_rng": gen.get_state(),
+                        "selection": selector.state_dict()}, tmp)
 
     from dvclive import Live
 
     live = Live(str(state_live), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
     bar = tqdm(total=total, initial=step, desc=f"finetune {method}", disable=not progress, mininterval=2)
-    while step < total:
+    stop = selector.active and selector.stopped(step, steps_per_epoch)
+    while step < total and not stop:
         epoch, in_epoch = divmod(step, steps_per_epoch)
         order = epoch_order(len(dataset), params["run"]["seed"], epoch)
         batches = [order[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]].tolist()
@@ -300,20 +354,27 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
                 live.log_metric("train/lr", sched.get_last_lr()[0])
             bar.update(1)
             bar.set_postfix(loss=f"{float(out['loss'].detach()):.3f}")
+            if selector.active and step % steps_per_epoch == 0:
+                live.step = step
+                stop = select_after_epoch(selector, step // steps_per_epoch, model, live)
             if step % cfg["checkpoint_every"] == 0 or step % steps_per_epoch == 0:
                 save_state()
+            if stop:
+                break
             if stop_after_steps is not None and step >= stop_after_steps:
                 live.end()
                 return {"stopped_at": step}
     bar.close()
     live.end()
-    return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir)
+    return _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir, selector)
 
 
-def _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir) -> dict:
-    """Write the fine-tuned checkpoint and publish the curves: a function of the final state only."""
-    clip_model.visual.load_state_dict(model.visual.state_dict())
-    meta = {"method": method, "steps": step, "fingerprint": fp}
+def _finish(clip_model, model, arch, method, step, fp, out_path, state_live, live_dir, selector) -> dict:
+    """Write the fine-tuned checkpoint and publish the curves: a function of the final state only
+    (the best epoch's weights under ``finetune.select``)."""
+    clip_model.visual.load_state_dict(selector.final_weights(model.visual.state_dict()))
+    meta = {"method": method, "steps": step, "fingerprint": fp,
+            **({"selection": selector.summary()} if selector.active else {})}
     models.save_checkpoint(out_path, clip_model, arch, meta)
     _publish_curves(state_live, live_dir, step)
     return meta

@@ -47,13 +47,14 @@ SCALARS = {"data_root": "data.root", "finetune_set": "data.finetune"}
 # --- parameter keys each stage reads (a change reruns exactly the stages that read it) ---
 
 BACKBONE_PARAMS = ["run.seed", "backbone"]  # the whole section: DVC params cannot name a list entry
-FINETUNE_COMMON = ["run.seed", "run.precision", "finetune", "prompt", "data.finetune", "data.demo_train_per_class"]
+FINETUNE_COMMON = ["run.seed", "run.precision", "finetune", "prompt", "data.finetune", "data.demo_train_per_class",
+                   "data.preprocess"]
 # DVC applies one params list to every matrix instance, so each fine-tuning instance lists
 # every method section; a change to another method's section reruns it as a no-op (the
 # checkpoint's fingerprint covers only its own sections: it restores the final weights,
 # byte-identical, in seconds, and nothing downstream reruns).  Snakemake is exact.
 METHOD_SECTIONS = sorted({s for m in methods.METHODS.values() for s in m.sections})
-EVALUATE_COMMON = ["run.seed", "run.precision", "prompt", "data.subsample", "evaluate.batch_size",
+EVALUATE_COMMON = ["run.seed", "run.precision", "prompt", "data.subsample", "data.preprocess", "evaluate.batch_size",
                    "evaluate.ece_bins", "evaluate.uncertainty", "evaluate.tau_prime"]
 REPORT_PARAMS = ["methods", "data.datasets", "evaluate.attacks", "evaluate.eps", "evaluate.pgd", "evaluate.cw",
                  "backbone.models", "report"]
@@ -138,6 +139,8 @@ def code_deps(*entries: str) -> tuple[str, ...]:
         todo += [(m, False) for m in _imports(module, path, top)]
     files = {f"{SRC}/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in seen.values()}
     files.add(f"{SRC}/resources/params.schema.yaml")
+    if "ucat.prompts" in seen:  # the official class-name tables it reads
+        files.add(f"{SRC}/resources/official_classnames.json")
     return tuple(sorted(files))
 
 

@@ -132,9 +132,10 @@ def _open(name: str, params: dict, image_size: int, split: str | None) -> tuple[
         _check_labels(name, dataset, names, expected)
         return dataset, names
     real = _real()
-    from .transforms import eval_transform
+    from .transforms import transform_for
 
-    dataset = real.open_real(name, root, split=split, transform=eval_transform(image_size))
+    transform = transform_for(name, params["data"].get("preprocess", "open_clip"), image_size)
+    dataset = real.open_real(name, root, split=split, transform=transform)
     return dataset, expected
 
 
