@@ -100,12 +100,25 @@ def test_autoattack_leaves_the_global_rng_alone(trained_classifier):
 
 
 def test_autoattack_two_classes_uses_ce_only(trained_classifier):
+    """Two classes: the result is exactly APGD-CE's, kept only where it fools the model, and the
+    robust samples come back unchanged: DLR (which needs three classes) never ran."""
     model, x, y = trained_classifier
+
+    def ce_only(net, xs, ys, steps):
+        adv = torchattacks.APGD(net, norm="Linf", eps=4 / 255, steps=steps, n_restarts=1, seed=0, loss="ce",
+                                rho=0.75)(xs, ys)
+        with torch.no_grad():
+            fooled = net(adv).argmax(-1) != ys
+        return torch.where(fooled[:, None, None, None], adv, xs), fooled
+
     two = torch.nn.Sequential()
     two.forward = lambda z: model(z)[:, :2]
     mask = y < 2
-    adv = attacks.autoattack(two, x[mask], y[mask], 8, 5, num_classes=2)  # DLR would raise on 2 classes
-    assert adv.shape == x[mask].shape
+    x2, y2 = x[mask], y[mask]
+    expected, fooled = ce_only(two, x2, y2, 5)
+    assert 0 < int(fooled.sum()) < len(y2)   # CE fools some, not all: both branches are exercised
+    adv = attacks.autoattack(two, x2, y2, 4, 5, num_classes=2)
+    assert torch.equal(adv, expected)
 
 
 def test_fare_attack_increases_embedding_distance(trained_classifier):
