@@ -375,16 +375,18 @@ def test_build_reports_checks_every_backbone_before_writing(tmp_path, monkeypatc
 
     root = Path(__file__).resolve().parents[2]
     params = config.load(root / "config" / "paper.yaml", [
-        "methods=[clip]", "data.datasets=[cifar10]", "evaluate.attacks=[clean]", "evaluate.eps=[1]",
+        "methods=[clip]", "data.datasets=[cifar10]", "evaluate.attacks=[pgd]", "evaluate.eps=[1]",
         "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16, pretrained: openai}]"])
     monkeypatch.chdir(tmp_path)
     for b in paths.backbones(params):
-        cfg = make_cfg(["clip"], ["cifar10"], eps=[1], attacks=["clean"])
+        cfg = make_cfg(["clip"], ["cifar10"], eps=[1], attacks=["pgd"])
         write_metrics(tmp_path / "w" / b, cfg, samples=False, logs=False)
-        src = tmp_path / "w" / b / "metrics" / "eval" / "clip" / "cifar10" / "clean_eps0.json"
-        dst = Path(paths.EVAL_JSON.format(backbone=b, method="clip", dataset="cifar10", attack="clean", eps=0))
-        dst.parent.mkdir(parents=True)
-        dst.write_text(src.read_text().replace('"accuracy": ', '"accuracy": 7', 1) if b == "ViT-B-16" else src.read_text())
+        for a, e in (("clean", 0), ("pgd", 1)):
+            src = tmp_path / "w" / b / "metrics" / "eval" / "clip" / "cifar10" / f"{a}_eps{e}.json"
+            dst = Path(paths.EVAL_JSON.format(backbone=b, method="clip", dataset="cifar10", attack=a, eps=e))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            bad = b == "ViT-B-16" and a == "clean"
+            dst.write_text(src.read_text().replace('"accuracy": ', '"accuracy": 7', 1) if bad else src.read_text())
     with pytest.raises(MetricsError, match="ViT-B-16/eval/clip/cifar10/clean_eps0.json: accuracy = 7"):
         build_reports(params)
     assert not Path("results").exists() and not Path(paths.SUMMARY).exists()
