@@ -100,12 +100,27 @@ def test_autoattack_leaves_the_global_rng_alone(trained_classifier):
 
 
 def test_autoattack_two_classes_uses_ce_only(trained_classifier):
+    """Two classes: the result is exactly APGD-CE's, kept only where it fools the model, and the
+    robust samples come back unchanged: DLR (which needs three classes) never ran."""
     model, x, y = trained_classifier
+
     two = torch.nn.Sequential()
     two.forward = lambda z: model(z)[:, :2]
     mask = y < 2
-    adv = attacks.autoattack(two, x[mask], y[mask], 8, 5, num_classes=2)  # DLR would raise on 2 classes
-    assert adv.shape == x[mask].shape
+    x2, y2 = x[mask], y[mask]
+    # the reference: APGD-CE alone on the clean-correct samples, kept where it fools
+    with torch.no_grad():
+        idx = (two(x2).argmax(-1) == y2).nonzero().squeeze(1)
+    with torch.random.fork_rng():
+        x_ce = APGDAttack(two, n_iter=5, norm="Linf", n_restarts=1, eps=4 / 255, seed=0, loss="ce", rho=0.75,
+                          device="cpu").perturb(x2[idx], y2[idx])
+    with torch.no_grad():
+        fooled = two(x_ce).argmax(-1) != y2[idx]
+    expected = x2.clone()
+    expected[idx[fooled]] = x_ce[fooled]
+    assert 0 < int(fooled.sum()) < len(idx)   # CE fools some, not all: both branches are exercised
+    adv = attacks.autoattack(two, x2, y2, 4, 5, num_classes=2)
+    torch.testing.assert_close(adv, expected, rtol=0, atol=0)
 
 
 def test_fare_attack_increases_embedding_distance(trained_classifier):

@@ -63,8 +63,32 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
     names = {r["name"] for r in result["rows"]}
     assert "finetune b8 throughput" in names and "FLOPs/image forward" in names
     assert result["errors"] == []
-    # the JSON is the whole result: reread, it matches the printed table rows
-    assert len(result["rows"]) == len(bench.table_rows(result))
+    # every printed row shows the measurement it names, in its unit (built here from the raw fields)
+    f, peak, num = result["flops_per_image"], result["matmul_peak"], result["numerics"]
+    expected = {
+        f"matmul {peak['n']}^3 {peak['dtype']}": (peak["tflops"], "TFLOP/s"),
+        "FLOPs/image forward": (f["forward"] / 1e9, "GFLOP"),
+        "FLOPs/image attack step (fwd+bwd to input)": (f["attack_step"] / 1e9, "GFLOP"),
+        "FLOPs/image fine-tuning step": (f["finetune_step"] / 1e9, "GFLOP"),
+        "FLOPs/image PGD-2 eval": (f["pgd_eval"] / 1e9, "GFLOP"),
+        f"numerics {num['fast_dtype']} vs fp32 max|dlogits|": (num["max_abs_delta_logits"], "logit"),
+        f"numerics argmax agreement (tol >= {num['tolerance']['argmax_agreement_min']})":
+            (num["argmax_agreement"], "fraction"),
+        f"numerics |dacc| after PGD-{num['pgd']['steps']} (tol <= {num['tolerance']['abs_delta_accuracy_max']})":
+            (num["abs_delta_pgd_accuracy"], "fraction"),
+    }
+    for run in result["runs"]:
+        what, flops = {"finetune": ("finetune b8", f["finetune_step"]),
+                       "pgd_eval": ("PGD-2 eval b8", f["pgd_eval"])}[run["workload"]]
+        tflops = flops * 8 / run["seconds_median"] / 1e12
+        expected[f"{what} throughput"] = (8 / run["seconds_median"], "images/s")
+        expected[f"{what} achieved"] = (tflops, "TFLOP/s")
+        expected[f"{what} of matmul peak"] = (100 * tflops / peak["tflops"], "%")
+    rows = {r["name"]: (r["value"], r["unit"]) for r in result["rows"]}
+    assert rows.keys() == expected.keys()   # on CPU: no memory or GPU-busy rows
+    for name, (value, unit) in expected.items():
+        assert rows[name] == (pytest.approx(value, rel=1e-9), unit), name
+        assert name in printed and f"{rows[name][0]:.4g}" in printed
 
 
 def test_forward_flops_match_analytic_count(params):

@@ -1,4 +1,5 @@
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,124 @@ def test_backbone_models_are_unique_and_the_demo_has_one():
 
     assert paths.backbones(p) == ["ViT-B-32-quickgelu", "ViT-B-16-quickgelu"]
     assert len(paths.eval_cells(p)) == 2 * len(p["methods"]) * 16 * 4
+
+
+def _numeric_keys(node: dict, path: tuple = ()):
+    """Every key path of the schema whose value (or list item, as index 0) may be a number."""
+    defs = config.schema()["$defs"]
+    if "$ref" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[1]]
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    alternatives = node.get("oneOf", []) + node.get("anyOf", [])
+    if {"number", "integer"} & set(types) or any(_numeric_keys(a) for a in alternatives if not a.get("properties")):
+        yield path
+    for key, sub in node.get("properties", {}).items():
+        yield from _numeric_keys(sub, path + (key,))
+    if "items" in node:
+        yield from _numeric_keys(node["items"], path + (0,))
+
+
+NUMERIC_KEYS = sorted(set(_numeric_keys(config.schema())), key=str)
+
+
+def test_the_walk_finds_the_numeric_keys():
+    dotted = {".".join(map(str, k)) for k in NUMERIC_KEYS}
+    assert {"ucat.tau_prime", "evaluate.eps.0", "evaluate.tau_prime", "evaluate.batch_size", "run.seed",
+            "finetune.attack.eps", "data.subsample"} <= dotted
+    assert len(dotted) > 40
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_numeric_key_refuses_nan_and_infinity(value):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key in NUMERIC_KEYS:
+        p = copy.deepcopy(base)
+        node = p
+        for k in key[:-1]:
+            node = node[k]
+        if isinstance(node, list) and not node:
+            node.append(value)
+        else:
+            node[key[-1]] = value
+        dotted = ".".join(map(str, key))
+        with pytest.raises(ConfigError) as err:
+            config.validate(p)
+        msg = str(err.value)
+        assert msg.startswith(f"params: {dotted}: must be a finite number") and "\n" not in msg, (dotted, msg)
+
+
+def test_nan_from_the_command_line_is_one_line(tmp_path, capsys):
+    from ucat import cli
+
+    rc = cli.main(["check", "--params", str(ROOT / "params.yaml"), "--set", "ucat.tau_prime=.nan"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "ucat.tau_prime: must be a finite number, got nan" in err
+
+
+def _format_reads_exactly_one_bare_field(template: str) -> bool:
+    """The reference: what str.format itself parses out of the template."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return False
+    fields = [(name, spec, conv) for _, name, spec, conv in parsed if name is not None]
+    # written as a bare "{}" (not "{:}"): re-escaping the literal text gives the template back
+    rebuilt = "".join(lit.replace("{", "{{").replace("}", "}}") + ("{}" if name is not None else "")
+                      for lit, name, _, _ in parsed)
+    return fields == [("", "", None)] and rebuilt == template
+
+
+def test_prompt_template_rule_agrees_with_str_format():
+    """Every string of up to 5 characters over a brace-heavy alphabet: the schema accepts exactly
+    the templates in which str.format reads one bare {} and nothing else."""
+    import itertools
+    import re
+
+    pattern = config.schema()["properties"]["prompt"]["properties"]["templates"]["items"]["pattern"]
+    accepted = 0
+    for n in range(6):
+        for chars in itertools.product("{}a0:!", repeat=n):
+            t = "".join(chars)
+            ok = re.search(pattern, t) is not None
+            assert ok == _format_reads_exactly_one_bare_field(t), t
+            if ok:
+                accepted += 1
+                assert t.format("CLASS").count("CLASS") == 1
+    assert accepted > 100
+
+
+@pytest.mark.parametrize("template", ["{} {}", "{0}", "a {name}", "{:>5}", "{!r}", "photo", "a {", "a }{}"])
+def test_bad_prompt_templates_are_one_line(template):
+    with pytest.raises(ConfigError) as err:
+        config.load(ROOT / "params.yaml", [f"prompt.templates=[{json.dumps(template)}]"])
+    msg = str(err.value)
+    assert "prompt.templates.0" in msg and "exactly one {}" in msg and "\n" not in msg
+
+
+def test_good_prompt_templates_pass():
+    p = config.load(ROOT / "params.yaml", ['prompt.templates=["a photo of a {}.", "a {{braced}} {}"]'])
+    assert [t.format("cat") for t in p["prompt"]["templates"]] == ["a photo of a cat.", "a {braced} cat"]
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"run: [unclosed\n", "not valid YAML at line 2, column 1"),
+    (b"run:\n  seed: 0\n bad: 1\n", "not valid YAML at line 3"),
+    (b"run: {seed: 0}\nx: \"caf\xe9\"\n", "not UTF-8 text (byte 22"),
+    (b"a: \x07\n", "not valid YAML"),
+])
+def test_broken_params_file_is_one_line(tmp_path, content, what):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and what in msg and "\n" not in msg, msg
+
+
+def test_broken_override_is_one_line():
+    with pytest.raises(ConfigError) as err:
+        config.load(ROOT / "params.yaml", ["ucat.tau=[1"])
+    assert str(err.value).startswith("--set ucat.tau: not valid YAML") and "\n" not in str(err.value)

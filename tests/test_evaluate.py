@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ucat import data, evaluate
+from ucat.data import demo
 from ucat.errors import CheckpointError, ConfigError, DataError
 
 
@@ -46,16 +48,49 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(ready, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pt", "data", "m.pt"]
 
 
-def test_label_set_size_mismatch(ready):
+def _rewrite_demo(params, name, **changes):
+    """Replace arrays of a prepared demo set and re-record its checksum: consistent files, wrong content."""
+    from ucat.data.integrity import sha256
+
+    d = Path(params["data"]["root"]) / name
+    z = dict(np.load(d / "images.npz"))
+    z.update(changes)
+    with open(d / "images.npz", "wb") as fh:
+        np.savez(fh, **z)
+    manifest = json.loads((d / "MANIFEST.json").read_text())
+    manifest["files"]["images.npz"] = sha256(d / "images.npz")
+    (d / "MANIFEST.json").write_text(json.dumps(manifest))
+    return z
+
+
+def test_tampered_file_fails_its_checksum(ready):
     params, _ = ready
     root = params["data"]["root"]
     z = dict(np.load(f"{root}/demo_shapes/images.npz"))
-    z["classnames"] = z["classnames"][:4]  # the files on disk disagree with the registry
+    z["classnames"] = z["classnames"][:4]
     with open(f"{root}/demo_shapes/images.npz", "wb") as fh:
         np.savez(fh, **z)
     with pytest.raises(DataError, match="checksum"):
         data.open_eval("demo_shapes", params, 32)
-    data.prepare("demo_shapes", params)
-    ds, names = data.open_eval("demo_shapes", params, 32)
-    with pytest.raises(DataError, match="class names"):
-        data._check_labels("demo_shapes", ds, names[:4], names)
+
+
+def test_class_names_on_disk_must_match_the_registry(ready):
+    """Through the public path: the set opens, evaluation refuses, nothing is written."""
+    params, ckpt = ready
+    registry = list(demo.DEMO_SETS["demo_shapes"].classnames)
+    _rewrite_demo(params, "demo_shapes", classnames=np.array(registry[:4]))
+    with pytest.raises(DataError, match=r"demo_shapes: class names on disk \(4\) differ from the registry's \(6\)"):
+        data.open_eval("demo_shapes", params, 32)
+    swapped = [registry[1], registry[0], *registry[2:]]   # same size, other order: labels would mean other classes
+    _rewrite_demo(params, "demo_shapes", classnames=np.array(swapped))
+    with pytest.raises(DataError, match="class names on disk"):
+        evaluate.evaluate(params, ckpt, "demo_shapes", "clean", 0, torch.device("cpu"), progress=False)
+
+
+def test_labels_must_index_the_class_names(ready):
+    params, ckpt = ready
+    labels = np.load(f"{params['data']['root']}/demo_shapes/images.npz")["labels"].copy()
+    labels[-1] = 6   # six class names: 0..5
+    _rewrite_demo(params, "demo_shapes", labels=labels)
+    with pytest.raises(DataError, match="demo_shapes: label 6 out of range for 6 class names"):
+        evaluate.evaluate(params, ckpt, "demo_shapes", "clean", 0, torch.device("cpu"), progress=False)

@@ -7,7 +7,7 @@ import torch
 
 from ucat import data, methods, models, train
 from ucat import cli
-from ucat.errors import ConfigError
+from ucat.errors import ConfigError, TrainingError
 
 TRAINED = [m for m, s in methods.METHODS.items() if s.finetuned]
 
@@ -157,3 +157,21 @@ def test_clip_is_evaluated_from_a_copy_of_the_backbone(setup, tmp_path):
                    progress=False)
     assert (out / "model.pt").read_bytes() == backbone.read_bytes()
     assert json.loads((out / "live" / "metrics.json").read_text()) == {"step": 0} and (out / "live" / "plots").is_dir()
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
+    """A learning rate that blows the weights up: the run stops at the first non-finite loss."""
+    params, backbone = setup
+    params = copy.deepcopy(params)
+    params["finetune"].update(optimizer="sgd", lr=1e30, momentum=0.0, warmup_steps=0, checkpoint_every=1)
+    out = tmp_path / "r"
+    with pytest.raises(TrainingError) as err:
+        train.finetune(params, "tecoa", backbone, out / "model.pt", out / "ck", out / "live", torch.device("cpu"),
+                       progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "step 2 of 3" in msg and "finetune tecoa" in msg
+    assert not (out / "model.pt").exists()
+    state = torch.load(out / "ck" / "last.pt", weights_only=True)
+    assert state["step"] == 1   # the update of step 1 blew the weights up; step 2's loss was refused
+    # step 1's weights, huge but finite, are what the checkpoint kept: the NaN step never updated them
+    assert all(torch.isfinite(v).all() for v in state["visual"].values() if v.is_floating_point())

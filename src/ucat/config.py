@@ -3,12 +3,15 @@
 The schema (``resources/params.schema.yaml``) requires every key and forbids unknown
 ones, so a typo stops a run before any work, naming the key.  Snakemake validates its
 ``config`` against the same file (``workflow/schemas/config.schema.yaml`` links to it).
+One rule JSON Schema cannot state is added by the validator here: a ``number`` is finite,
+so NaN or infinity in any numeric key is refused (YAML's ``.nan``/``.inf`` parse as floats).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,8 +29,23 @@ def schema() -> dict:
     return yaml.safe_load(text)
 
 
+@functools.cache
+def _validator_class():
+    """Draft 2020-12 whose ``number`` type excludes NaN and infinity."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "number", lambda c, x: base.TYPE_CHECKER.is_type(x, "number") and math.isfinite(x))
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
 def _key_path(error) -> str:
     path = ".".join(str(p) for p in error.absolute_path)
+    if isinstance(error.instance, float) and not math.isfinite(error.instance):
+        return f"{path}: must be a finite number, got {error.instance}"
+    if error.validator == "pattern" and error.schema.get("description"):
+        return f"{path}: {error.instance!r} is not allowed: {error.schema['description']}"
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
@@ -43,9 +61,7 @@ def _key_path(error) -> str:
 
 def validate(params: Mapping[str, Any], source: str = "params") -> dict:
     """Return ``params`` as a plain dict, or raise ConfigError naming the first bad key."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _validator_class()(schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: {_key_path(errors[0])}")
@@ -75,12 +91,26 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})") from None
+    data = _parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     return data
+
+
+def _parse_yaml(text: str, source: str):
+    """yaml.safe_load with a one-line error: where, then what."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: not valid YAML{where}: {' '.join(str(what).split())}") from None
 
 
 def load(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) -> dict:
@@ -96,7 +126,7 @@ def load(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) 
             if not isinstance(node.get(k), dict):
                 raise ConfigError(f"--set {key}: {k} is not a section")
             node = node[k]
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = _parse_yaml(raw, f"--set {key}")
     return validate(params, source=str(path))
 
 

@@ -13,6 +13,14 @@ class DataError(UcatError):
     """A data set is missing, incomplete, corrupt or inconsistent.  The message names the file."""
 
 
+class TrainingError(UcatError):
+    """Fine-tuning cannot go on (e.g. the loss is no longer finite).  The message names the step."""
+
+
+class MetricsError(UcatError):
+    """A metrics file the report reads holds a value of the wrong type or range.  The message names the file."""
+
+
 class CheckpointError(UcatError):
     """A checkpoint is missing, truncated, or does not match the requested model."""
 

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from . import attacks, data, losses, methods, models, prompts, selection
 from .backbone import warmup_cosine
-from .errors import CheckpointError, ConfigError, UcatError
+from .errors import CheckpointError, ConfigError, TrainingError, UcatError
 from .io import atomic_path, write_json
 
 TRAIN_FORMAT = "ucat-train-v1"
@@ -154,13 +154,25 @@ def select_after_epoch(selector: "selection.Selector", epoch: int, model, live) 
     return stop
 
 
+# keys of the fine-tuning stage's parameters that only change bookkeeping, not the weights
+NOT_IN_FINGERPRINT = ("finetune.checkpoint_every", "finetune.log_every")
+
+
 def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
-    """Hash of everything that determines the fine-tuned weights."""
-    spec = methods.get(method)
-    keys = {"method": method, "seed": params["run"]["seed"], "precision": params["run"]["precision"],
-            "finetune": {k: v for k, v in params["finetune"].items() if k not in ("checkpoint_every", "log_every")},
-            "data": {k: params["data"].get(k) for k in ("finetune", "demo_train_per_class", "preprocess")},
-            "prompt": params["prompt"], **{s: params[s] for s in spec.sections}}
+    """Hash of everything that determines the fine-tuned weights.
+
+    The keys are the stage's own (``workflow.finetune_params``, what reruns it), less the
+    bookkeeping in ``NOT_IN_FINGERPRINT``: one list for both.
+    """
+    from . import config, workflow
+
+    keys = config.select(params, workflow.finetune_params(method))
+    for dotted in NOT_IN_FINGERPRINT:
+        section, _, leaf = dotted.partition(".")
+        if section in keys:
+            keys[section] = {k: v for k, v in keys[section].items() if k != leaf}
+        keys.pop(dotted, None)
+    keys["method"] = method
     h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
     with open(backbone_path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -340,6 +352,12 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
             labels = labels.to(device, non_blocking=True)
             with models.autocast(amp, device):
                 out = method_step(method, model, reference, images, labels, params, gen)
+            loss_value = float(out["loss"].detach())
+            if not math.isfinite(loss_value):  # stop before the update: the last checkpoint stays good
+                bar.close()
+                raise TrainingError(f"finetune {method}: loss is {loss_value} at step {step + 1} of {total} "
+                                    f"(epoch {epoch + 1}); stopped before updating the weights, checkpoints in "
+                                    f"{checkpoint_dir} untouched (try a lower finetune.lr)")
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
@@ -353,7 +371,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
                 live.log_metric("train/adv_acc", float((out["logits_adv"].argmax(-1) == labels).float().mean()))
                 live.log_metric("train/lr", sched.get_last_lr()[0])
             bar.update(1)
-            bar.set_postfix(loss=f"{float(out['loss'].detach()):.3f}")
+            bar.set_postfix(loss=f"{loss_value:.3f}")
             if selector.active and step % steps_per_epoch == 0:
                 live.step = step
                 stop = select_after_epoch(selector, step // steps_per_epoch, model, live)

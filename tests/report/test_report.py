@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ucat.errors import MetricsError
 from ucat.report import build_report
 from ucat.report import reference as ref
 
@@ -19,8 +20,11 @@ PAPER_16 = ["tinyimagenet", "cifar10", "cifar100", "stl10", "sun397", "food101",
 MISSING = ("ucat", "demo_colours", "cw", 2)
 
 
-def make_cfg(methods, datasets, eps=(1, 2), attacks=("clean", "pgd", "cw", "autoattack"), backbone="ViT-B-32-quickgelu"):
-    return {"methods": list(methods), "data": {"datasets": list(datasets)}, "backbone": {"name": backbone},
+BACKBONE = "ViT-B-32-quickgelu"
+
+
+def make_cfg(methods, datasets, eps=(1, 2), attacks=("clean", "pgd", "cw", "autoattack")):
+    return {"methods": list(methods), "data": {"datasets": list(datasets)},
             "evaluate": {"attacks": list(attacks), "eps": list(eps), "pgd": {"steps": 100}, "cw": {"steps": 10}}}
 
 
@@ -106,7 +110,7 @@ def built(tmp_path_factory):
     cfg = make_cfg(["clip", "tecoa", "ucat", "kl_prob_forward"], ["cifar10", "demo_shapes", "demo_colours"])
     written = write_metrics(root, cfg, skip={MISSING})
     out = build_report(cfg, metrics_dir=root / "metrics", samples_dir=root / "samples",
-                       out_dir=root / "results", summary_path=root / "metrics" / "summary.json")
+                       out_dir=root / "results", summary_path=root / "metrics" / "summary.json", backbone=BACKBONE)
     return root, cfg, written, out
 
 
@@ -166,7 +170,9 @@ def test_main_averages_and_h(built):
     assert summary["ucat"]["clean_eps0"]["acc"] == pytest.approx(
         np.mean([written[("ucat", d, "clean", 0)]["accuracy"] for d in datasets]) * 100, abs=1e-4)
     assert "H" not in summary["ucat"]["clean_eps0"]
-    assert summary["ucat"]["pgd_eps1"]["H"] == float(rows[("ucat", "harmonic_mean_clean_robust", "pgd", 1, "H")]["reproduced"])
+    clean = 100 * np.mean([written[("ucat", d, "clean", 0)]["accuracy"] for d in datasets])
+    robust = 100 * np.mean([written[("ucat", d, "pgd", 1)]["accuracy"] for d in datasets])
+    assert summary["ucat"]["pgd_eps1"]["H"] == pytest.approx(2 * clean * robust / (clean + robust), abs=1e-4)
 
 
 def test_paper_column_matches_shipped_csv(built):
@@ -179,12 +185,13 @@ def test_paper_column_matches_shipped_csv(built):
     for m, a, e, table, paper_attack in pairs:
         r = rows[(m, "cifar10", a, e, "top1_acc")]
         paper = shipped_value(table, ref.paper_method(m), "CIFAR10", paper_attack, e)
+        ours = 100 * written[(m, "cifar10", a, e)]["accuracy"]
         assert float(r["paper"]) == paper
-        assert float(r["diff"]) == pytest.approx(float(r["reproduced"]) - paper, abs=1e-9)
-        assert float(r["reproduced"]) == pytest.approx(100 * written[(m, "cifar10", a, e)]["accuracy"], abs=1e-4)
+        assert float(r["reproduced"]) == pytest.approx(ours, abs=1e-4)
+        assert float(r["diff"]) == pytest.approx(ours - paper, abs=2e-4)
     md = (root / "results" / "tables" / "main.md").read_text()
-    r = rows[("ucat", "cifar10", "pgd", 1, "top1_acc")]
-    assert f"{float(r['reproduced']):.2f} ({float(r['paper']):.2f})" in md
+    ours = 100 * written[("ucat", "cifar10", "pgd", 1)]["accuracy"]
+    assert f"{ours:.2f} ({shipped_value('table16_main', 'ucat', 'CIFAR10', 'pgd100', 1):.2f})" in md
     comp = rows_by_key(root / "results" / "tables" / "paper_comparison.csv")
     assert float(comp[("ucat", "cifar10", "pgd", 1, "top1_acc")]["paper"]) == \
         shipped_value("table16_main", "ucat", "CIFAR10", "pgd100", 1)
@@ -228,7 +235,7 @@ def test_missing_cell_is_na(built, caplog):
     # the warning is logged on every build
     with caplog.at_level(logging.WARNING, logger="ucat.report"):
         build_report(cfg, metrics_dir=root / "metrics", samples_dir=root / "samples", out_dir=root / "again",
-                     summary_path=root / "again" / "summary.json", figures=False)
+                     summary_path=root / "again" / "summary.json", backbone=BACKBONE, figures=False)
     assert any("demo_colours" in rec.getMessage() and "n/a" in rec.getMessage() for rec in caplog.records)
 
 
@@ -239,7 +246,7 @@ def test_mislabelled_or_corrupt_cell_is_missing(tmp_path):
     bad.write_text(bad.read_text().replace('"eps": 1', '"eps": 4'))
     (tmp_path / "metrics" / "eval" / "ucat" / "cifar10" / "clean_eps0.json").write_text("{not json")
     out = build_report(cfg, metrics_dir=tmp_path / "metrics", samples_dir=tmp_path / "none",
-                       out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json")
+                       out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", backbone=BACKBONE)
     assert len(out["missing"]) == 2
     rows = read_csv(tmp_path / "results" / "tables" / "main.csv")
     assert {r["reproduced"] for r in rows} == {"n/a"}
@@ -250,7 +257,8 @@ def test_full_paper_setting_pairs_averages_and_backbone(tmp_path):
     cfg = make_cfg(["clip", "ucat"], PAPER_16, eps=[1], attacks=["clean", "autoattack"])
     written = write_metrics(tmp_path, cfg, samples=False, logs=False)
     build_report(cfg, metrics_dir=tmp_path / "metrics", samples_dir=tmp_path / "none",
-                 out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", figures=False)
+                 out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", backbone=BACKBONE,
+                 figures=False)
     rows = rows_by_key(tmp_path / "results" / "tables" / "main.csv")
     for m in ("clip", "ucat"):
         r = rows[(m, "average", "autoattack", 1, "top1_acc")]
@@ -288,7 +296,7 @@ def test_reference_averages_recompute_from_16_cells():
     for (method, attack, eps), (mean16, published) in averages.items():
         assert mean16 == pytest.approx(published, abs=0.01), (method, attack, eps)
     # and the loader agrees with the CSV read directly
-    direct = np.mean([shipped_value("table16_main", "ucat", ref.DATASETS[d], "clean", 0) for d in PAPER_16])
+    direct = np.mean([shipped_value("table16_main", "ucat", ref.paper_dataset(d), "clean", 0) for d in PAPER_16])
     assert averages[("ucat", "clean", 0)][0] == pytest.approx(direct, abs=1e-9)
     assert averages[("ucat", "clean", 0)][1] == 54.17
 
@@ -305,3 +313,81 @@ def test_markdown_header_has_one_cell_per_column():
     header, align, row = [ln for ln in to_markdown(t).splitlines() if ln.startswith("|")]
     cells = lambda ln: re.split(r"(?<!\\)\|", ln.strip())[1:-1]  # noqa: E731  (GFM: an escaped pipe is not a separator)
     assert len(cells(header)) == len(cells(align)) == len(cells(row)) == 3 + len(UNCERTAINTY)
+
+
+def _corrupt_json(key, value):
+    def apply(root):
+        p = root / "metrics" / "eval" / "ucat" / "cifar10" / "pgd_eps1.json"
+        cell = json.loads(p.read_text())
+        node = cell
+        *parents, leaf = key.split(".")
+        for k in parents:
+            node = node[k]
+        node[leaf] = value
+        p.write_text(json.dumps(cell))
+        return p
+    return apply
+
+
+def _corrupt_npz(root):
+    p = root / "samples" / "ucat" / "cifar10" / "clean_eps0.npz"
+    z = dict(np.load(p))
+    z["confidence"] = z["confidence"] + 1.0
+    np.savez(p, **z)
+    return p
+
+
+def _corrupt_log(root):
+    p = root / "metrics" / "train" / "ucat" / "plots" / "metrics" / "train" / "adv_acc.tsv"
+    lines = p.read_text().splitlines()
+    lines[3] = "3\t1.7"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+@pytest.mark.parametrize("corrupt, what", [
+    (_corrupt_json("accuracy", 1.5), "accuracy = 1.5 is outside [0, 1]"),
+    (_corrupt_json("ece", -3), "ece = -3 is outside [0, 1]"),
+    (_corrupt_json("accuracy", "0.5"), "accuracy = '0.5' is not a finite number"),
+    (_corrupt_json("confidence", float("nan")), "confidence = nan is not a finite number"),
+    (_corrupt_json("entropy", 50.0), "entropy = 50.0 is outside [0, 2.30259]"),   # > log 10 classes
+    (_corrupt_json("reliability.bin_count", [-1] * 15), "bin_count[0] = -1"),
+    (_corrupt_json("accuracy", True), "accuracy = True"),
+    (_corrupt_npz, "confidence holds"),
+    (_corrupt_log, "adv_acc holds 1.7, outside [0, 1]"),
+])
+def test_report_refuses_bad_metrics_naming_the_file_and_writes_nothing(tmp_path, corrupt, what):
+    cfg = make_cfg(["clip", "ucat"], ["cifar10"], eps=[1], attacks=["clean", "pgd"])
+    write_metrics(tmp_path, cfg)
+    bad = corrupt(tmp_path)
+    with pytest.raises(MetricsError) as err:
+        build_report(cfg, metrics_dir=tmp_path / "metrics", samples_dir=tmp_path / "samples",
+                     out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", backbone=BACKBONE)
+    msg = str(err.value)
+    assert str(bad) in msg and what in msg and "\n" not in msg
+    assert not (tmp_path / "results").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_build_reports_checks_every_backbone_before_writing(tmp_path, monkeypatch):
+    """Two backbones, the second one's cell is bad: neither report nor any summary is written."""
+    from ucat import config, paths
+    from ucat.report import build_reports
+
+    root = Path(__file__).resolve().parents[2]
+    params = config.load(root / "config" / "paper.yaml", [
+        "methods=[clip]", "data.datasets=[cifar10]", "evaluate.attacks=[pgd]", "evaluate.eps=[1]",
+        "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16, pretrained: openai}]"])
+    monkeypatch.chdir(tmp_path)
+    for b in paths.backbones(params):
+        cfg = make_cfg(["clip"], ["cifar10"], eps=[1], attacks=["pgd"])
+        write_metrics(tmp_path / "w" / b, cfg, samples=False, logs=False)
+        for a, e in (("clean", 0), ("pgd", 1)):
+            src = tmp_path / "w" / b / "metrics" / "eval" / "clip" / "cifar10" / f"{a}_eps{e}.json"
+            dst = Path(paths.EVAL_JSON.format(backbone=b, method="clip", dataset="cifar10", attack=a, eps=e))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            bad = b == "ViT-B-16" and a == "clean"
+            dst.write_text(src.read_text().replace('"accuracy": ', '"accuracy": 7', 1) if bad else src.read_text())
+    with pytest.raises(MetricsError, match="ViT-B-16/eval/clip/cifar10/clean_eps0.json: accuracy = 7"):
+        build_reports(params)
+    assert not Path("results").exists() and not Path(paths.SUMMARY).exists()
+    assert not Path(paths.BACKBONE_SUMMARY.format(backbone="ViT-B-32-quickgelu")).exists()

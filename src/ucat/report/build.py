@@ -6,15 +6,15 @@ warning, never an exception and never a number.  All outputs are written atomica
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..io import write_json, write_text
 from . import figures as F
-from .load import Setting, load_results, load_samples, load_train_logs
+from .load import Results, Setting, load_results, load_samples, load_train_logs
 from .reference import Pairing
 from .render import to_csv, to_latex, to_markdown
 from .summary import build_summary
@@ -36,15 +36,39 @@ TABLE_TITLES = {"main": "Main table: top-1 accuracy",
                 "paper_comparison": "Comparison with the published numbers"}
 
 
+class Inputs(NamedTuple):
+    """Everything one report reads, loaded and checked before anything is written."""
+    setting: Setting
+    res: Results
+    logs: dict        # {method: {curve: (steps, values)}}
+    samples: dict     # {(method, attack, eps): {array: values pooled over data sets}}
+
+
+def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", *, backbone: str = "",
+                figures: bool = True) -> Inputs:
+    """Load and validate what a report reads; raises MetricsError naming a bad file."""
+    setting = Setting.from_config(cfg, backbone)
+    res = load_results(setting, metrics_dir)
+    logs = {m: load_train_logs(metrics_dir, m) for m in setting.methods} if figures else {}
+    samples = _pooled_samples(res, samples_dir) if figures else {}
+    return Inputs(setting, res, logs, samples)
+
+
 def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
-                 summary_path="metrics/summary.json", *, figures: bool = True) -> dict:
+                 summary_path="metrics/summary.json", *, backbone: str = "", figures: bool = True,
+                 inputs: Inputs | None = None) -> dict:
     """Write ``{out_dir}/tables``, ``{out_dir}/figures``, ``{out_dir}/report.md`` and ``summary_path``.
+
+    ``backbone`` is the open_clip name of the model the cells were made with: the paper's
+    numbers are paired only with the backbone they were published for.  Every input is
+    read and checked first (``read_inputs``), so a refused file leaves nothing written.
 
     Returns ``{"tables": [...], "figures": [...], "summary": path, "summary_data": dict, "report": path,
     "missing": [(method, dataset, attack, eps, reason)]}``.
     """
-    setting = Setting.from_config(cfg)
-    res = load_results(setting, metrics_dir)
+    if inputs is None:
+        inputs = read_inputs(cfg, metrics_dir, samples_dir, backbone=backbone, figures=figures)
+    setting, res = inputs.setting, inputs.res
     pairing = Pairing(setting.backbone, setting.datasets, setting.steps)
     for m, d, a, e, reason in res.missing:
         log.warning("report: missing cell %s/%s/%s eps %d (%s); shown as n/a", m, d, a, e, reason)
@@ -67,7 +91,7 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     table_paths.append(path)
 
     formats = tuple(cfg.get("report", {}).get("formats", ("png", "pdf")))
-    figure_paths = _figures(res, metrics_dir, samples_dir, out / "figures", formats) if figures else []
+    figure_paths = _figures(inputs, out / "figures", formats) if figures else []
     summary = build_summary(res)
     write_json(summary_path, summary)
     report = out / "report.md"
@@ -77,16 +101,15 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
             "missing": list(res.missing)}
 
 
-def _figures(res, metrics_dir, samples_dir, fig_dir: Path, formats=("png", "pdf")) -> list[Path]:
-    s = res.setting
+def _figures(inputs: Inputs, fig_dir: Path, formats=("png", "pdf")) -> list[Path]:
+    res, s = inputs.res, inputs.setting
     jobs = [(f"reliability_eps{e}", lambda e=e: F.reliability_figure(res, e)) for e in s.eps]
     jobs += [("uncertainty_vs_eps", lambda: F.uncertainty_figure(res)),
              ("accuracy_vs_ece", lambda: F.accuracy_ece_figure(res))]
     jobs += [(f"accuracy_bars_eps{e}", lambda e=e: F.accuracy_bars_figure(res, e)) for e in s.eps]
-    logs = {m: load_train_logs(metrics_dir, m) for m in s.methods}
-    jobs.append(("training_curves", lambda: F.training_figure(logs, s.methods)))
-    samples = _pooled_samples(res, samples_dir)
-    jobs += [(f"uncertainty_distribution_eps{e}", lambda e=e: F.distribution_figure(res, samples, e)) for e in s.eps]
+    jobs.append(("training_curves", lambda: F.training_figure(inputs.logs, s.methods)))
+    jobs += [(f"uncertainty_distribution_eps{e}", lambda e=e: F.distribution_figure(res, inputs.samples, e))
+             for e in s.eps]
     paths = []
     for stem, make in jobs:
         with F.style():
@@ -103,7 +126,8 @@ def _pooled_samples(res, samples_dir) -> dict:
     s, out = res.setting, {}
     for m in s.methods:
         for a, e in s.conditions():
-            parts = [z for d in s.datasets if (z := load_samples(samples_dir, m, d, a, e))]
+            parts = [z for d in s.datasets
+                     if (z := load_samples(samples_dir, m, d, a, e, (res.cells.get((m, d, a, e)) or {}).get("num_classes")))]
             keys = set.intersection(*(set(z) for z in parts)) if parts else set()
             if keys:
                 out[(m, a, e)] = {k: np.concatenate([z[k].astype(float).ravel() for z in parts]) for k in keys}
@@ -146,11 +170,12 @@ def build_reports(params: dict) -> dict:
     """
     from .. import paths
 
+    # read and check every backbone's inputs before writing anything (the id is the open_clip name)
+    inputs = {b: read_inputs(params, paths.METRICS.format(backbone=b), paths.SAMPLES.format(backbone=b), backbone=b)
+              for b in paths.backbones(params)}
     combined = {}
     for b in paths.backbones(params):
-        cfg = copy.deepcopy(params)
-        cfg["backbone"]["name"] = b  # the entry's name: what the pairing with the paper reads
-        built = build_report(cfg, metrics_dir=paths.METRICS.format(backbone=b),
+        built = build_report(params, backbone=b, inputs=inputs[b], metrics_dir=paths.METRICS.format(backbone=b),
                              samples_dir=paths.SAMPLES.format(backbone=b), out_dir=paths.RESULTS.format(backbone=b),
                              summary_path=paths.BACKBONE_SUMMARY.format(backbone=b))
         combined[b] = built["summary_data"]

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
+from ..attacks import ATTACKS
+from ..errors import MetricsError
+from .validate import CELL_METRICS, check_cell, check_curve, check_samples
+
 CLEAN = ("clean", 0)
-ATTACK_ORDER = ("pgd", "cw", "autoattack")
+ATTACK_ORDER = tuple(a for a in ATTACKS if a != "clean")   # the attacked conditions, in the registry's order
 SAMPLE_ARRAYS = ("label", "pred", "confidence", "entropy", "aleatoric", "epistemic")
 TRAIN_LOGS = ("loss", "adv_acc", "ce", "align", "lr")
 
@@ -33,14 +38,15 @@ class Setting:
     backbone: str = ""
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Setting":
+    def from_config(cls, cfg: dict, backbone: str = "") -> "Setting":
+        """``backbone``: the open_clip name the cells were made with (pairs them with the paper's)."""
         ev = cfg["evaluate"]
         asked = list(ev["attacks"])
         return cls(methods=tuple(cfg["methods"]), datasets=tuple(cfg["data"]["datasets"]),
                    attacks=tuple(a for a in ATTACK_ORDER if a in asked),
                    eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean=True,  # always evaluated
                    steps={a: int(ev[a]["steps"]) for a in ("pgd", "cw") if a in ev and "steps" in ev[a]},
-                   backbone=str(cfg.get("backbone", {}).get("name", "")))
+                   backbone=backbone)
 
     def conditions(self, eps: int | None = None) -> list[tuple[str, int]]:
         """(attack, ε) pairs asked for: clean first, then each attack at each ε (or one ε)."""
@@ -72,6 +78,8 @@ class Results:
     missing: list = field(default_factory=list)   # [(method, dataset, attack, eps, reason)]
 
     def get(self, method: str, dataset: str, attack: str, eps: int, metric: str) -> float | None:
+        if metric not in CELL_METRICS:  # a metric the report reads must be one load_results checked
+            raise KeyError(f"{metric}: give it a range in ucat.report.validate.CELL_METRICS")
         cell = self.cells.get((method, dataset, attack, eps))
         v = None if cell is None else cell.get(metric)
         return float(v) if _finite_number(v) else None
@@ -107,7 +115,7 @@ def load_results(setting: Setting, metrics_dir: str | Path) -> Results:
     for m in setting.methods:
         for d in setting.datasets:
             for a, e in setting.conditions():
-                path = Path(metrics_dir) / "eval" / m / d / f"{cell_name(a, e)}.json"
+                path = Path(metrics_dir) / paths.EVAL_CELL.format(method=m, dataset=d, attack=a, eps=e)
                 cell, reason = _read_cell(path, (m, d, a, e))
                 if cell is None:
                     res.missing.append((m, d, a, e, reason))
@@ -128,40 +136,44 @@ def _read_cell(path: Path, key: tuple) -> tuple[dict | None, str]:
     found = (cell.get("method"), cell.get("dataset"), cell.get("attack"), cell.get("eps"))
     if found != key:
         return None, f"labelled {found} instead of {key}: {path}"
-    if not _finite_number(cell.get("accuracy")):
-        return None, f"no numeric accuracy: {path}"
+    check_cell(cell, path)
     return cell, ""
 
 
 def load_samples(samples_dir: str | Path, method: str, dataset: str, attack: str,
-                 eps: int) -> dict[str, np.ndarray] | None:
-    """Per-sample arrays of one cell, or None if the file is absent or incomplete."""
-    path = Path(samples_dir) / method / dataset / f"{cell_name(attack, eps)}.npz"
+                 eps: int, num_classes: int | None = None) -> dict[str, np.ndarray] | None:
+    """Per-sample arrays of one cell, or None if the file is absent or unreadable.
+
+    Raises MetricsError for arrays of the wrong type, length or range."""
+    path = Path(samples_dir) / paths.SAMPLE_CELL.format(method=method, dataset=dataset, attack=attack, eps=eps)
     if not path.is_file():
         return None
     try:
         with np.load(path) as z:
-            return {k: np.asarray(z[k]) for k in SAMPLE_ARRAYS if k in z.files}
+            arrays = {k: np.asarray(z[k]) for k in SAMPLE_ARRAYS if k in z.files}
     except (OSError, ValueError):
         return None
+    check_samples(arrays, path, num_classes)
+    return arrays
 
 
 def load_train_logs(metrics_dir: str | Path, method: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{name: (steps, values)}`` from dvclive's per-step TSVs; empty for methods not fine-tuned."""
-    root = Path(metrics_dir) / "train" / method / "plots" / "metrics" / "train"
+    root = Path(metrics_dir) / paths.TRAIN_RUN.format(method=method)
     out = {}
     for name in TRAIN_LOGS:
-        path = root / f"{name}.tsv"
+        path = root / paths.TRAIN_CURVE.format(name=name)
         if not path.is_file():
             continue
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
-        col = name if rows and name in rows[0] else None
+        if not rows:
+            continue
         try:
-            pts = [(float(r["step"]), float(r[col])) for r in rows] if col else []
+            pts = [(float(r["step"]), float(r[name])) for r in rows]
         except (KeyError, TypeError, ValueError):
-            pts = []
-        if pts:
-            steps, vals = np.array(pts).T
-            out[name] = (steps, vals)
+            raise MetricsError(f"{path}: not a step/{name} table of numbers; the report refuses it") from None
+        steps, vals = np.array(pts).T
+        check_curve(name, steps, vals, path)
+        out[name] = (steps, vals)
     return out

@@ -16,19 +16,8 @@ from typing import Iterable, NamedTuple
 
 REFERENCE_DIR = Path(__file__).with_name("reference")
 
-TABLES = ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg",
-          "table14_coco", "table15_coco")
+TABLES = ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg")
 
-# pipeline key -> paper column name, in the paper's column order
-DATASETS = {
-    "tinyimagenet": "TinyImageNet", "cifar10": "CIFAR10", "cifar100": "CIFAR100",
-    "stl10": "STL10", "sun397": "SUN397", "food101": "Food101",
-    "oxford_pets": "OxfordPets", "flowers102": "Flowers102", "dtd": "DTD",
-    "eurosat": "EuroSAT", "fgvc_aircraft": "FGVCAircraft", "imagenet": "ImageNet",
-    "caltech101": "Caltech101", "caltech256": "Caltech256",
-    "stanford_cars": "StanfordCars", "pcam": "PCAM",
-}
-PAPER_DATASETS = tuple(DATASETS.values())
 AVERAGE = "average"
 HARMONIC = "harmonic_mean_clean_robust"
 
@@ -58,9 +47,20 @@ class Cell(NamedTuple):
     value: float
 
 
+@functools.cache
+def paper_datasets() -> dict[str, str]:
+    """Pipeline key -> the paper's column name, for every data set the paper reports.
+
+    Derived from the data registry (``ucat.data``), the one list of data sets.
+    """
+    from .. import data
+
+    return {name: paper for name in data.dataset_names() if (paper := data.paper_name(name))}
+
+
 def paper_dataset(key: str) -> str | None:
     """The paper's column name of a pipeline data set, or None (demo sets, unknown)."""
-    return DATASETS.get(key)
+    return paper_datasets().get(key)
 
 
 def paper_method(key: str) -> str:
@@ -106,7 +106,7 @@ def recompute_averages(table: str = "table16_main") -> dict[tuple[str, str, int]
     for c in load_table(table):
         if c.dataset != AVERAGE or c.metric != "top1_acc":
             continue
-        cells = [lookup(table, c.method, d, c.attack, c.eps, backbone=c.backbone) for d in PAPER_DATASETS]
+        cells = [lookup(table, c.method, d, c.attack, c.eps, backbone=c.backbone) for d in paper_datasets().values()]
         if None not in cells:
             out[(c.method, c.attack, c.eps)] = (sum(cells) / len(cells), c.value)
     return out
@@ -134,7 +134,7 @@ class Pairing:
         self.backbone = paper_backbone(backbone_name)
         self.steps = dict(steps)
         datasets = list(datasets)
-        self.full_average = sorted(map(paper_dataset, datasets), key=str) == sorted(PAPER_DATASETS)
+        self.full_average = sorted(map(paper_dataset, datasets), key=str) == sorted(paper_datasets().values())
 
     def _paper_names(self, dataset: str, attack: str, eps: int):
         if self.backbone is None or not comparable(attack, eps, self.steps.get(attack)):

@@ -8,14 +8,12 @@ one, so nothing is written for a published cell that does not exist.
 
 from __future__ import annotations
 
+from ..methods import METHODS
 from .load import Results
 from .reference import ABLATIONS, AVERAGE, HARMONIC, Pairing, paper_dataset, paper_method, table_methods
 from .render import NA, NONE, Table, fmt, long_row, paired
 
-METHOD_NAMES = {"clip": "CLIP", "tecoa": "TeCoA", "fare": "FARE", "pmg_aft": "PMG-AFT",
-                "tga_zsr": "TGA-ZSR", "comp_tga": "Comp-TGA", "ucat": "UCAT",
-                "kl_prob_forward": "CE+KL(p‖p_adv)", "kl_prob_reverse": "CE+KL(p_adv‖p)",
-                "kl_dir_forward": "CE+KL(Dir‖Dir_adv)"}
+METHOD_NAMES = {key: m.label for key, m in METHODS.items()}   # display names, from the method registry
 ABLATION_ORDER = ("clip", "tecoa", *ABLATIONS, "ucat")   # the paper's ablation row order
 CONVENTIONS = {"paper": "paper convention, entropy and AU in nats, EU = C/(α₀ + C) in (0, 1]",
                "code": "official-code convention, each divided by log C",
