@@ -22,6 +22,7 @@ CELLS = "metrics/cells"             # every per-cell metric (git-tracked, not a 
 METRICS = "metrics/cells/{backbone}"
 TRAIN_LIVE = "metrics/cells/{backbone}/train/{method}"
 EVAL_JSON = "metrics/cells/{backbone}/eval/{method}/{dataset}/{attack}_eps{eps}.json"
+CALIBRATION = "metrics/cells/{backbone}/calibration/{method}.json"   # fitted temperature (ucat calibrate)
 SAMPLES_ROOT = "results/samples"
 SAMPLES = "results/samples/{backbone}"
 EVAL_NPZ = "results/samples/{backbone}/{method}/{dataset}/{attack}_eps{eps}.npz"

@@ -109,10 +109,15 @@ def render(colour_idx: torch.Tensor, shape_idx: torch.Tensor, size: int, generat
     return (mask * (fg * shade) + (1 - mask) * background).clamp(0, 1)
 
 
-def make_set(name: str, per_class: int, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """A labelled demo set: (uint8 images (N, 3, size, size), int64 labels (N,), classnames)."""
+def make_set(name: str, per_class: int, seed: int, size: int = 32,
+             stream: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A labelled demo set: (uint8 images (N, 3, size, size), int64 labels (N,), classnames).
+
+    ``stream`` selects an independent random stream of the same distribution: the
+    held-out split of ``demo_train`` (``ucat.data.heldout``) is drawn from stream 500.
+    """
     spec = DEMO_SETS[name]
-    g = torch.Generator().manual_seed(seed * 1000 + spec.seed_offset)
+    g = torch.Generator().manual_seed(seed * 1000 + spec.seed_offset + stream)
     labels = torch.arange(len(spec.classnames)).repeat_interleave(per_class)
     colour_idx = torch.empty_like(labels)
     shape_idx = torch.empty_like(labels)
