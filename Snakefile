@@ -4,7 +4,7 @@
 #   snakemake --cores all --configfile config/paper.yaml    # the paper (GPU + network)
 #
 # Stages: data -> backbone -> finetune (per method) -> evaluate (per method x data set x
-# attack x eps, and clean) -> report.  Commands, inputs, outputs, parameter keys and thread
+# attack x eps, and clean), calibrate (per method) -> report.  Commands, inputs, outputs, parameter keys and thread
 # counts come from src/ucat/workflow.py, which also renders dvc.yaml: the two engines run
 # the same stages.  `snakemake --report report.html` after a run: figures and tables, captioned.
 
@@ -27,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/backbone.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from ucat import cli
 
-COMMANDS = ["check", "data", "backbone", "finetune", "evaluate", "report", "dvc-yaml", "bench", "prompts"]
+COMMANDS = ["check", "data", "backbone", "finetune", "evaluate", "calibrate", "report", "dvc-yaml", "bench", "prompts"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -28,6 +28,8 @@ def test_module_entry_point():
     (["finetune", "ucta"], "methods: unknown value 'ucta'"),
     (["evaluate", "--method", "tecoa", "--dataset", "demo_shapes", "--attack", "pgd", "--eps", "8", "--checkpoint", "nope.pt"], "nope.pt"),
     (["check", "--params", "missing.yaml"], "missing.yaml"),
+    (["calibrate", "ucta"], "methods: unknown value 'ucta'"),
+    (["calibrate", "tecoa", "--checkpoint", "nope.pt"], "nope.pt"),
 ])
 def test_bad_input_is_one_line_naming_the_key(argv, needle, capsys, tmp_path, monkeypatch):
     import shutil

@@ -119,6 +119,22 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from . import calibration, methods
+    from .io import write_json
+
+    params, device = _setup(args)
+    methods.get(args.method)
+    b = _backbone_id(args, params)
+    record = calibration.calibrate_model(params, args.checkpoint or paths.model_for(b, args.method), device,
+                                         args.method, b)
+    out = args.out or paths.CALIBRATION.format(backbone=b, method=args.method)
+    write_json(out, record)
+    print(f"{b}/{args.method}: temperature {record['temperature']:.4g} on {record['fitted_on']['n']} held-out "
+          f"images; NLL {record['heldout_before']['nll']:.4f} -> {record['heldout_after']['nll']:.4f} ({out})")
+    return 0
+
+
 def cmd_report(args) -> int:
     from . import config
     from .report import build_reports
@@ -184,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="ucat", description="Calibrated zero-shot adversarial robustness of CLIP (UCAT): pipeline stages.",
-        epilog="Stages in order: data -> backbone -> finetune -> evaluate -> report. "
+        epilog="Stages in order: data -> backbone -> finetune -> evaluate, calibrate -> report. "
                "`snakemake --cores all` or `dvc repro` runs them all.")
     parser.add_argument("--version", action="version", version=f"ucat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -232,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-info", help="also write seconds, images/s, batch size and versions here (not a metric)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="fit the temperature-scaling baseline of one model on the held-out split",
+                       description="Fits T minimising the NLL of softmax(logits/T) on data.heldout clean held-out "
+                                   "images of data.finetune (never an evaluation set); the report applies it.")
+    p.add_argument("method", help=f"one of {', '.join(methods.METHODS)}")
+    p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
+    p.add_argument("--checkpoint", help="model (default: the method's fine-tuned model, or the backbone for clip)")
+    p.add_argument("--out", help=f"JSON to write (default: {paths.CALIBRATION})")
+    _common(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("report", help="tables, figures and metrics summaries from the evaluation metrics",
                        description=f"Per backbone: {paths.TABLES}, {paths.FIGURES}, {paths.REPORT}, "

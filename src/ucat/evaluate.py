@@ -1,8 +1,13 @@
 """Robust and calibration evaluation of one (checkpoint, data set, attack, ε) cell.
 
 Writes a metrics JSON (accuracy, ECE, NLL, Brier, confidence, entropy, AU, EU, reliability
-bins: metrics only, a function of the inputs) and the per-sample arrays (``.npz``: label, pred, confidence, nll, brier, entropy,
-aleatoric, epistemic), both atomically, so any figure can be redrawn without re-attacking.
+bins: metrics only, a function of the inputs) and the per-sample arrays (``.npz``: sample_id,
+label, pred, confidence, nll, brier, entropy, aleatoric, epistemic, logits), both atomically,
+so any figure can be redrawn, and any post-hoc analysis (selective prediction, attack
+detection, temperature scaling) run, without re-attacking.  ``sample_id`` is each image's
+index in the full evaluation split, carried through the data loader with the image, so clean
+and attacked cells can be aligned by checking, not assuming; ``logits`` (float32, N x C) are
+what temperature scaling rescales.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from . import attacks, data, metrics, models, prompts
@@ -46,6 +51,25 @@ def choose_batch_size(model, requested, device: torch.device, amp, num_items: in
     return best
 
 
+class WithSampleIds(Dataset):
+    """``(image, label, id)``: ``id`` is the item's index in the underlying (un-subsampled) split."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        ids, base = list(range(len(dataset))), dataset
+        while isinstance(base, Subset):  # resolve nested subsets down to the split itself
+            ids = [int(base.indices[i]) for i in ids]
+            base = base.dataset
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        return x, y, self.ids[i]
+
+
 def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
              device: torch.device, method: str | None = None, progress: bool = True,
              run_info: dict | None = None) -> tuple[dict, dict]:
@@ -68,12 +92,12 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
         model.visual.compile()  # in place: state_dict keys unchanged
     amp = models.autocast_dtype(params["run"]["precision"], device)
     batch_size = choose_batch_size(model, ev["batch_size"], device, amp, len(images))
-    loader = DataLoader(images, batch_size=batch_size, shuffle=False,
+    loader = DataLoader(WithSampleIds(images), batch_size=batch_size, shuffle=False,
                         num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda")
     gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 2)
     chunks: list[dict] = []
     start = time.time()
-    for x, y in tqdm(loader, desc=f"{method or 'model'}/{dataset}/{attack}", disable=not progress, mininterval=2):
+    for x, y, ids in tqdm(loader, desc=f"{method or 'model'}/{dataset}/{attack}", disable=not progress, mininterval=2):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if int(y.max()) >= model.num_classes:
             raise ConfigError(f"{dataset}: label {int(y.max())} but only {model.num_classes} class names")
@@ -81,7 +105,9 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
             adv = attacks.run_attack(attack, model, x, y, eps, ev, model.num_classes, gen, params["run"]["seed"])
             with torch.no_grad():
                 logits = model(adv)
-        chunks.append(metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"]))
+        chunk = metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"])
+        chunks.append({"sample_id": ids.numpy().astype(np.int64), **chunk,
+                       "logits": logits.detach().float().cpu().numpy()})
     samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     summary = {"method": method, "dataset": dataset, "attack": attack, "eps": 0 if attack == "clean" else eps,
                "num_classes": model.num_classes, **metrics.summarize(samples, ev["ece_bins"]),

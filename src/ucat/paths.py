@@ -27,6 +27,7 @@ TRAIN_RUN = "train/{method}"
 TRAIN_CURVE = "plots/metrics/train/{name}.tsv"     # dvclive's per-step log of one metric
 TRAIN_LIVE = f"{METRICS}/{TRAIN_RUN}"
 EVAL_JSON = f"{METRICS}/{EVAL_CELL}"
+CALIBRATION = f"{METRICS}/calibration/{{method}}.json"   # fitted temperature (ucat calibrate)
 SAMPLES_ROOT = "results/samples"
 SAMPLES = "results/samples/{backbone}"
 EVAL_NPZ = f"{SAMPLES}/{SAMPLE_CELL}"

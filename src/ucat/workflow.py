@@ -1,6 +1,6 @@
 """The pipeline's stages, defined once for both engines.
 
-Every stage (data -> backbone -> finetune -> evaluate-clean / evaluate -> report) is one
+Every stage (data -> backbone -> finetune -> evaluate-clean / evaluate, calibrate -> report) is one
 :class:`Stage`: its ``ucat`` command, inputs, outputs, parameter keys, thread count and the
 package modules it runs, written as patterns over the wildcards ``{backbone}``,
 ``{method}``, ``{dataset}``, ``{attack}``, ``{eps}`` (and the scalars ``{data_root}``,
@@ -57,7 +57,11 @@ METHOD_SECTIONS = sorted({s for m in methods.METHODS.values() for s in m.section
 EVALUATE_COMMON = ["run.seed", "run.precision", "prompt", "data.subsample", "data.preprocess", "evaluate.batch_size",
                    "evaluate.ece_bins", "evaluate.uncertainty", "evaluate.tau_prime"]
 REPORT_PARAMS = ["methods", "data.datasets", "evaluate.attacks", "evaluate.eps", "evaluate.pgd", "evaluate.cw",
-                 "backbone.models", "report"]
+                 "backbone.models", "report",
+                 "evaluate.ece_bins", "data.finetune", "data.heldout"]   # uncertainty-in-use part
+# temperature scaling on the held-out split (ucat.calibration, ucat.data.heldout)
+CALIBRATE_PARAMS = ["run.seed", "run.precision", "prompt", "data.finetune", "data.heldout", "backbone.demo.image_size",
+                    "evaluate.batch_size", "evaluate.ece_bins"]
 
 
 def data_params(dataset: str) -> list[str]:
@@ -223,6 +227,15 @@ EVALUATE = Stage(
     deps=[paths.FINETUNED, "{data_root}/{dataset}"], code=("ucat.evaluate",),
     params=evaluate_params("{attack}"), outs=[paths.EVAL_NPZ], metrics=[paths.EVAL_JSON], threads=1)
 
+# the post-hoc baseline: T fitted per model on held-out clean images of the fine-tuning set
+# (a real set's held-out split lives in its data folder; the demo's is generated, the folder
+# is harmless then); reruns only when the model or the keys above change
+CALIBRATE = Stage(
+    "calibrate", f"ucat calibrate {{method}} --backbone-id {{backbone}} --checkpoint {paths.FINETUNED} "
+                 f"--out {paths.CALIBRATION}",
+    over=("backbone", "method"), deps=[paths.FINETUNED, "{data_root}/{finetune_set}"], code=("ucat.calibration",),
+    params=CALIBRATE_PARAMS, metrics=[paths.CALIBRATION], threads=1)
+
 # DVC: the report reads the two folders every cell is written into; Snakemake lists the cells
 # (report_inputs).  Neither folder contains a report output.
 REPORT = Stage(
@@ -232,7 +245,7 @@ REPORT = Stage(
 
 def stages() -> list[Stage]:
     """Every stage, in DAG order."""
-    return [DATA, BACKBONE, FINETUNE, EVALUATE_CLEAN, EVALUATE, REPORT]
+    return [DATA, BACKBONE, FINETUNE, EVALUATE_CLEAN, EVALUATE, CALIBRATE, REPORT]
 
 
 def fill(pattern: str, params: dict, **wildcards) -> str:
@@ -256,6 +269,7 @@ def report_inputs(params: dict) -> list[str]:
         ins += [paths.EVAL_JSON.format(**cell), paths.EVAL_NPZ.format(**cell)]
     ins += [f"{paths.TRAIN_LIVE.format(backbone=b, method=m)}/metrics.json"
             for b in paths.backbones(params) for m in params["methods"]]
+    ins += [paths.CALIBRATION.format(backbone=b, method=m) for b in paths.backbones(params) for m in params["methods"]]
     return ins
 
 
@@ -266,6 +280,8 @@ def report_figures(params: dict) -> list[str]:
         d = paths.FIGURES.format(backbone=b)
         figs += [f"{d}/reliability_eps{e}.png" for e in params["evaluate"]["eps"]]
         figs += [f"{d}/{n}.png" for n in ("uncertainty_vs_eps", "accuracy_vs_ece", "training_curves")]
+        figs += [f"{d}/{n}_eps{e}.png" for e in params["evaluate"]["eps"]
+                 for n in ("risk_coverage", "error_detection_auroc", "reliability_temperature_scaled")]
     return figs
 
 

@@ -32,14 +32,17 @@ def _cell(method, dataset, attack, eps, rng, n=200, classes=10):
     """Per-sample arrays and the JSON a real evaluation would write for them."""
     strength = 0 if attack == "clean" else min(1.0, eps * {"pgd": 0.45, "cw": 0.4, "autoattack": 0.5}[attack])
     skill = {"clip": 0.1, "tecoa": 0.55, "ucat": 0.65}.get(method, 0.45)
-    label = rng.integers(0, classes, n)
+    label = np.random.default_rng(sum(map(ord, dataset))).integers(0, classes, n)   # one test split per data set
     conf = np.clip(rng.beta(5 + 3 * strength * (1 - skill), 1.5 + skill, n), 1 / classes, 1.0)
     p_correct = np.clip(conf * (1 - strength * (1 - 0.6 * skill)) - 0.05 * (1 - skill), 0, 1)
     correct = rng.random(n) < p_correct
     pred = np.where(correct, label, (label + 1 + rng.integers(0, classes - 1, n)) % classes)
     ent = np.clip((1 - conf) * np.log(classes) + rng.normal(0, 0.05, n), 0, None)
     eu = np.clip((0.25 + 0.2 * skill) * (1 - conf) * (1 - 0.5 * strength * (1 - skill)) + rng.normal(0, 0.01, n), 0, 1)
-    arrays = dict(label=label, pred=pred, confidence=conf, entropy=ent, aleatoric=0.9 * ent, epistemic=eu)
+    probs = np.tile(((1 - conf) / (classes - 1))[:, None], (1, classes))
+    probs[np.arange(n), pred] = conf
+    arrays = dict(sample_id=np.arange(n), label=label, pred=pred, confidence=conf, entropy=ent, aleatoric=0.9 * ent,
+                  epistemic=eu, logits=np.log(probs).astype(np.float32))
     edges = np.linspace(0, 1, 16)
     idx = np.clip(np.digitize(conf, edges[1:-1]), 0, 14)
     count = np.bincount(idx, minlength=15)
@@ -127,6 +130,8 @@ def test_all_outputs_exist(built):
     stems = ["reliability_eps1", "reliability_eps2", "uncertainty_vs_eps", "accuracy_vs_ece",
              "accuracy_bars_eps1", "accuracy_bars_eps2", "training_curves",
              "uncertainty_distribution_eps1", "uncertainty_distribution_eps2"]
+    stems += [f"{k}_eps{e}" for e in (1, 2) for k in ("risk_coverage", "error_detection_auroc",
+                                                       "attack_detection_auroc", "reliability_temperature_scaled")]
     for stem in stems:
         for ext in ("png", "pdf"):
             p = res / "figures" / f"{stem}.{ext}"
@@ -228,7 +233,8 @@ def test_missing_cell_is_na(built, caplog):
     assert rows[(m, "average", a, 1, "top1_acc")]["reproduced"] != "n/a"
     assert [x[:4] for x in out["missing"]] == [MISSING]
     summary = json.loads((root / "metrics" / "summary.json").read_text())
-    assert summary[m][f"{a}_eps{e}"] == {"acc": None, "ece": None, "H": None}  # a mean over a missing cell
+    row = summary[m][f"{a}_eps{e}"]
+    assert {"acc", "ece", "H", "aurc", "ece_ts"} <= set(row) and set(row.values()) == {None}  # a missing cell
     assert "n/a" in (root / "results" / "tables" / "main.md").read_text()
     assert "demo_colours" in (root / "results" / "tables" / "missing.md").read_text()
     assert "1 cell(s) missing" in (root / "results" / "report.md").read_text()

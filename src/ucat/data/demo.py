@@ -110,13 +110,14 @@ def render(colour_idx: torch.Tensor, shape_idx: torch.Tensor, size: int, generat
 
 
 def make_set(name: str, per_class: int, seed: int, size: int = 32,
-             seed_offset: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+             stream: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A labelled demo set: (uint8 images (N, 3, size, size), int64 labels (N,), classnames).
 
-    ``seed_offset`` replaces the set's own (another draw of the same classes, e.g. a held-out split).
+    ``stream`` selects an independent random stream of the same distribution: the
+    held-out split of ``demo_train`` (``ucat.data.heldout``) is drawn from stream 500.
     """
     spec = DEMO_SETS[name]
-    g = torch.Generator().manual_seed(seed * 1000 + (spec.seed_offset if seed_offset is None else seed_offset))
+    g = torch.Generator().manual_seed(seed * 1000 + spec.seed_offset + stream)
     labels = torch.arange(len(spec.classnames)).repeat_interleave(per_class)
     colour_idx = torch.empty_like(labels)
     shape_idx = torch.empty_like(labels)

@@ -1,49 +1,61 @@
-"""The held-out split of the fine-tuning data: model selection (``finetune.select: best``) and
-temperature scaling read it, never the zero-shot test sets.
+"""The held-out clean split of the fine-tuning data: for fitting, never for evaluating.
 
-- ``demo_train``: drawn exactly like the demo's training set (same classes, same renderer) from
-  a generator stream of its own (seed offset ``HELDOUT_SEED_OFFSET``; the demo sets use 101..404),
-  so its images are other draws than the training images.
-- ``tinyimagenet``: its official ``val`` split (the split the official code validates on,
-  ``utils.py:222``).  It is also the TinyImageNet zero-shot evaluation set: a selection on it
-  reads that one test set (docs/api.md).
+Post-hoc calibration (temperature scaling, ``ucat calibrate``) and checkpoint selection need
+clean images of the fine-tuning distribution that the model was not trained on and that no
+evaluation cell scores.  ``heldout_dataset`` returns ``data.heldout`` of them, a fixed
+subset drawn with ``run.seed``:
 
-A fixed, seeded subset of ``n`` images (``finetune.select_subsample``) keeps it cheap.
+- ``demo_train``: a fresh set rendered exactly like the training set (same classes and
+  pairs, ``data.demo_train_per_class`` irrelevant) from its own random stream, so it is
+  disjoint from the training images and every demo evaluation set;
+- ``tinyimagenet``: its official ``val`` split (the model trains on ``train``).  The paper
+  also evaluates TinyImageNet on that split, so there the TinyImageNet cells share images
+  with the fit; the report says so (``overlaps_evaluation``).
 """
 
 from __future__ import annotations
 
-import copy
+import math
 
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from . import demo
+from . import UInt8Images, classnames, demo, is_demo, subsample
 
-HELDOUT_SEED_OFFSET = 505
-HELDOUT_SETS = ("demo_train", "tinyimagenet")
+#: The split a real fine-tuning set is held out from (the model fine-tunes on ``train``).
+HELDOUT_SPLITS = {"tinyimagenet": "val"}
+DEMO_STREAM = 500   # demo.make_set stream of the held-out demo_train images
+
+
+def heldout_split(params: dict) -> str:
+    """Which split of ``data.finetune`` is held out (``generated`` for the demo)."""
+    name = params["data"]["finetune"]
+    if is_demo(name):
+        return "generated"
+    if name not in HELDOUT_SPLITS:
+        raise ConfigError(f"data.finetune: no held-out split is defined for {name!r}; "
+                          f"known: {', '.join(sorted(HELDOUT_SPLITS))} (ucat.data.heldout.HELDOUT_SPLITS)")
+    return HELDOUT_SPLITS[name]
+
+
+def overlaps_evaluation(params: dict) -> bool:
+    """True when the held-out split is also a zero-shot evaluation split of this run."""
+    return params["data"]["finetune"] in params["data"]["datasets"]
 
 
 def heldout_dataset(params: dict, image_size: int, n: int | None = None) -> tuple[Dataset, list[str]]:
-    """(dataset of (image in [0, 1], label), class names) held out from ``data.finetune``.
-
-    ``n``: a fixed subset of that many images (seeded by ``run.seed``); None = all of it.
-    """
-    from . import UInt8Images, classnames, open_eval, subsample
-
+    """``n`` (default ``data.heldout``) clean held-out images of ``data.finetune`` and its class names."""
     name = params["data"]["finetune"]
-    seed = params["run"]["seed"]
-    if name == "demo_train":
-        images, labels, names = demo.make_set(name, params["data"]["demo_train_per_class"], seed,
-                                              params["backbone"]["demo"]["image_size"], HELDOUT_SEED_OFFSET)
-        dataset = UInt8Images(images, labels, image_size)
-    elif name == "tinyimagenet":
-        p = copy.deepcopy(params)
-        p["data"]["subsample"] = None
-        dataset, names = open_eval(name, p, image_size)
+    n = params["data"]["heldout"] if n is None else n
+    split = heldout_split(params)
+    names = classnames(name)
+    if is_demo(name):
+        per_class = math.ceil(n / len(names))
+        images, labels, _ = demo.make_set(name, per_class, params["run"]["seed"],
+                                          params["backbone"]["demo"]["image_size"], stream=DEMO_STREAM)
+        dataset: Dataset = UInt8Images(images, labels, image_size)
     else:
-        raise ConfigError(f"data.finetune: no held-out split defined for {name!r} (have: {', '.join(HELDOUT_SETS)}); "
-                          "use finetune.select: final or best_on_test")
-    if list(names) != classnames(name):
-        raise ConfigError(f"{name}: held-out class names differ from the fine-tuning set's")
-    return subsample(dataset, n, seed + 7), list(names)
+        from . import _open
+
+        dataset, _ = _open(name, params, image_size, split=split)   # data.preprocess, label checks
+    return subsample(dataset, n, params["run"]["seed"]), names

@@ -14,10 +14,11 @@ import numpy as np
 
 from ..io import write_json, write_text
 from . import figures as F
+from . import uncertainty_use as U
 from .load import Results, Setting, load_results, load_samples, load_train_logs
 from .reference import Pairing
 from .render import to_csv, to_latex, to_markdown
-from .summary import build_summary
+from .summary import HEADLINE, build_summary
 from .tables import calibration_tables, comparison_tables, main_tables, missing_table, uncertainty_tables
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,13 @@ FIGURE_CAPTIONS = {
     "accuracy_bars": "Clean vs robust top-1 accuracy per data set and method.",
     "training_curves": "Fine-tuning loss, adversarial training accuracy and other logged terms per step.",
     "uncertainty_distribution": "Per-sample confidence, entropy, AU and EU histograms, clean vs attacked.",
+    **U.FIGURE_CAPTIONS,
 }
 TABLE_TITLES = {"main": "Main table: top-1 accuracy",
                 "calibration": "Calibration",
                 "uncertainty": "Uncertainty, clean vs attacked",
-                "paper_comparison": "Comparison with the published numbers"}
+                "paper_comparison": "Comparison with the published numbers",
+                "uncertainty_use": "Uncertainty in use: abstention, error and attack detection, temperature scaling"}
 
 
 class Inputs(NamedTuple):
@@ -42,6 +45,7 @@ class Inputs(NamedTuple):
     res: Results
     logs: dict        # {method: {curve: (steps, values)}}
     samples: dict     # {(method, attack, eps): {array: values pooled over data sets}}
+    use: "U.Analysis"  # uncertainty in use: selective prediction, detection, temperature scaling
 
 
 def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", *, backbone: str = "",
@@ -51,7 +55,8 @@ def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples",
     res = load_results(setting, metrics_dir)
     logs = {m: load_train_logs(metrics_dir, m) for m in setting.methods} if figures else {}
     samples = _pooled_samples(res, samples_dir) if figures else {}
-    return Inputs(setting, res, logs, samples)
+    use = U.analyse(res, metrics_dir, samples_dir, int(cfg.get("evaluate", {}).get("ece_bins", 15)))
+    return Inputs(setting, res, logs, samples, use)
 
 
 def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
@@ -92,7 +97,11 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
 
     formats = tuple(cfg.get("report", {}).get("formats", ("png", "pdf")))
     figure_paths = _figures(inputs, out / "figures", formats) if figures else []
-    summary = build_summary(res)
+    use = U.build(inputs.use, res, cfg, out, formats, figures)
+    table_paths += use["tables"]
+    figure_paths += use["figures"]
+    sections["uncertainty_use"] = use["markdown"]
+    summary = build_summary(res, HEADLINE + use["headlines"])
     write_json(summary_path, summary)
     report = out / "report.md"
     write_text(report, _report_md(setting, sections, res.missing, figure_paths, out))
@@ -153,7 +162,8 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
     if pngs:
         lines += ["## Figures", ""]
         for p in pngs:
-            caption = next((c for k, c in FIGURE_CAPTIONS.items() if p.stem.startswith(k)), "")
+            caption = next((c for k, c in sorted(FIGURE_CAPTIONS.items(), key=lambda kc: -len(kc[0]))
+                            if p.stem.startswith(k)), "")
             pdf = p.with_suffix(".pdf")
             link = f" ([PDF]({pdf.relative_to(out).as_posix()}))" if pdf in figure_paths else ""
             lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  ", f"`{p.stem}`: {caption}{link}", ""]

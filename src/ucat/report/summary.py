@@ -32,6 +32,9 @@ HEADLINE: list[tuple[str, Extractor]] = [
 ]
 
 
+ON_ATTACK_ONLY = {"H", "attack_auroc"}   # fields with no clean value
+
+
 def build_summary(res: Results, headline: list[tuple[str, Extractor]] = HEADLINE) -> dict:
     """``{method: {condition: {field: value}}}`` for one backbone (fields that do not apply are left out)."""
     out = {}
@@ -39,6 +42,6 @@ def build_summary(res: Results, headline: list[tuple[str, Extractor]] = HEADLINE
         out[m] = {}
         for a, e in res.setting.conditions():
             row = {name: _r(fn(res, m, a, e)) for name, fn in headline
-                   if not (name == "H" and a == "clean")}
+                   if not (name in ON_ATTACK_ONLY and a == "clean")}
             out[m][cell_name(a, e)] = row
     return out
