@@ -137,7 +137,7 @@ def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
             sorted(f"{root}/{d}" for d in paths.data_sets(params))
         assert stages.pop("data")["outs"] == [root]        # DVC prepares them all in one stage
         assert len(stages) == len(jobs) - len(data_jobs) == len(paths.eval_cells(params)) + \
-            len(paths.backbones(params)) * (1 + len(params["methods"])) + 1
+            len(paths.backbones(params)) * (1 + 2 * len(params["methods"])) + 1   # backbone, finetune+calibrate per method, report
         for name, st in stages.items():
             assert st["cmd"] in jobs, f"no Snakemake job runs {name}: {st['cmd']!r}"
             job = jobs[st["cmd"]]
