@@ -59,3 +59,4 @@ def test_label_set_size_mismatch(ready):
     ds, names = data.open_eval("demo_shapes", params, 32)
     with pytest.raises(DataError, match="class names"):
         data._check_labels("demo_shapes", ds, names[:4], names)
+

@@ -60,7 +60,8 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
         raise ConfigError(f"eps: must be positive for attack {attack!r}, got {eps}")
     clip_model, arch, _ = models.load_checkpoint(checkpoint)
     images, names = data.open_eval(dataset, params, clip_model.visual.image_size[0])
-    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
+    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device,
+                                               cache=True)
     model.requires_grad_(False)  # attacks need input gradients only
     del clip_model
     if params["run"]["compile"]:

@@ -229,7 +229,8 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     clip_model, arch, _ = models.load_checkpoint(backbone_path)
     image_size = clip_model.visual.image_size[0]
     dataset, names = data.open_finetune(params, image_size)
-    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
+    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device,
+                                               cache=True)
     reference = model.frozen_copy() if spec.needs_reference else None
     model.train()
     if params["run"]["compile"]:
