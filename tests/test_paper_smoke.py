@@ -71,7 +71,7 @@ def reference_classes(dataset: str) -> int:
 def test_reduced_paper_smoke_through_snakemake(tmp_path):
     """ViT-B/32 at 224 px, random weights: CIFAR pickles, PCAM HDF5, the DTD tree; clean + PGD; CLIP and UCAT."""
     params = smoke_params(methods=["clip", "ucat"], data__datasets=["cifar10", "pcam", "dtd"],
-                          evaluate__attacks=["clean", "pgd"])
+                          evaluate__attacks=["pgd"])
     repo = copy_repo(tmp_path / "repo", params)
     run(["snakemake", "--cores", "2"], repo, timeout=1800)
     check_run(repo, params)

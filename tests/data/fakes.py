@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from ucat.data import real
-from ucat.data.replica import BUILDERS, Replica, _copy, build, colour, decode, md5, pack  # noqa: F401
+from ucat.data.replica import BUILDERS, Replica, _copy, _jpeg, build, colour, decode, md5, pack  # noqa: F401
 
 Fake = Replica
 assert set(BUILDERS) == set(real.REAL_DATASETS)
