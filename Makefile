@@ -1,7 +1,7 @@
 # Two commands for a newcomer: `make demo` (the embedded offline demo) and `make test`.
 PYTHON ?= python3
 
-.PHONY: install demo test test-slow bench dvc-yaml clean
+.PHONY: install demo paper-smoke test test-slow bench dvc-yaml clean
 
 install: .install-stamp
 .install-stamp: pyproject.toml
@@ -10,6 +10,10 @@ install: .install-stamp
 
 demo: install
 	snakemake --cores all
+
+# the paper-shaped DAG offline on CPU: random ViT-B/32 weights, replicas of the 16 sets (numbers mean nothing)
+paper-smoke: install
+	snakemake --cores all --configfile config/paper-smoke.yaml
 
 test: install
 	$(PYTHON) -m pytest

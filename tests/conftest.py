@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# the content-addressed text-feature cache of this test session (subprocesses inherit it), not the checkout's
+_CACHE = tempfile.TemporaryDirectory(prefix="ucat-test-cache-")
+os.environ.setdefault("UCAT_CACHE", _CACHE.name)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 TINY_DEMO = {"image_size": 32, "patch_size": 8, "vision_width": 64, "vision_layers": 2, "text_width": 64,

@@ -31,3 +31,23 @@ def test_paper_config_covers_every_published_data_set_and_method():
     ours = {"clip", "tecoa", "fare", "pmg_aft", "ucat"}
     assert ours <= set(p["methods"]) and ours <= {r["method"] for r in rows}
     assert len(paths.eval_cells(p)) == len(p["methods"]) * 16 * 4
+
+
+def test_paper_smoke_config_has_the_paper_dag_shape():
+    """config/paper-smoke.yaml differs from config/paper.yaml only in what makes it small and offline."""
+    paper = config.load(ROOT / "config" / "paper.yaml")
+    smoke = config.load(ROOT / "config" / "paper-smoke.yaml")
+    assert paths.eval_cells(smoke) == paths.eval_cells(paper) and paths.data_sets(smoke) == paths.data_sets(paper)
+    assert smoke["backbone"]["models"] == [{"name": "ViT-B-32-quickgelu", "pretrained": None}]
+    assert smoke["data"]["source"] == "smoke" and paper["data"]["source"] == "real"
+    assert smoke["data"]["root"] != paper["data"]["root"]
+    allowed = {("backbone", "models"), ("data", "root"), ("data", "source"), ("data", "subsample"),
+               ("data", "num_workers"), ("finetune", "epochs"), ("finetune", "batch_size"),
+               ("finetune", "max_steps_per_epoch"), ("finetune", "warmup_steps"), ("evaluate", "pgd"),
+               ("evaluate", "cw"), ("evaluate", "autoattack")}
+    changed = {(section, key) for section, values in paper.items() if isinstance(values, dict)
+               for key in values if smoke[section][key] != values[key]}
+    assert changed <= allowed, changed - allowed
+    assert {k: v for k, v in paper.items() if not isinstance(v, dict)} == \
+           {k: v for k, v in smoke.items() if not isinstance(v, dict)}   # methods
+    assert smoke["evaluate"]["pgd"]["step_size"] == paper["evaluate"]["pgd"]["step_size"]

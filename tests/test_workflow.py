@@ -127,7 +127,7 @@ def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
         "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}]",
         "methods=[clip, ucat]", "data.datasets=[cifar10, pcam]", "evaluate.eps=[1, 4]"])
     for i, params in enumerate((config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward")),
-                                two_backbones)):
+                                two_backbones, config.load(ROOT / "config" / "paper-smoke.yaml"))):
         repo = copy_repo(tmp_path / str(i), params)
         run("dvc init -q --no-scm", repo)
         jobs, stages = _snakemake_jobs(repo), _dvc_stages(repo)

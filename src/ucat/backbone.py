@@ -101,6 +101,7 @@ def build(params: dict, backbone: str, out: str | Path, device: torch.device, pr
     if params["backbone"]["source"] == "demo":
         model, arch, meta = pretrain_demo(params, device, progress)
     else:
+        torch.manual_seed(params["run"]["seed"])  # pretrained: null means random weights: make them the seed's
         model, arch, meta = download_open_clip(model_entry)
     models.save_checkpoint(out, model, arch, meta)
     return meta

@@ -85,7 +85,7 @@ def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, ep
     clip_model, arch, _ = models.load_checkpoint(checkpoint)
     images, names = data.open_eval(dataset, params, clip_model.visual.image_size[0])
     model = models.ZeroShotClassifier.from_prompts(clip_model, arch, prompts.class_prompts(dataset, params, names),
-                                                   device)
+                                                   device, cache=True)
     model.requires_grad_(False)  # attacks need input gradients only
     del clip_model
     if params["run"]["compile"]:

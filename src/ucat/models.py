@@ -4,7 +4,8 @@ Invariants
 - ``ZeroShotClassifier`` takes images in [0, 1] at the model's resolution and normalises
   them inside, so attacks and their ε-balls live in pixel space, as in the paper.
 - Class text features are computed once (the text tower is frozen) and stored as a
-  buffer; the text tower is not even kept on the classifier.
+  buffer; the text tower is not even kept on the classifier.  Pipeline stages share them
+  across jobs through a content-addressed cache (:mod:`ucat.textcache`).
 - Checkpoints written by :func:`save_checkpoint` record the architecture next to the
   weights and reload bit-exactly with :func:`load_checkpoint` (``weights_only=True``).
 """
@@ -89,7 +90,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: the tensors are read on first use, not copied up front (private mapping: edits stay in memory)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError on damage
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -119,7 +121,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dict]:
     with _quiet_random_init():  # the checkpoint's weights are loaded right below
         model = create_clip(payload["arch"], pretrained=None)
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(payload["state_dict"], strict=True, assign=True)  # no second copy of the weights
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match architecture {payload['arch']['name']}: {exc}") from None
     return model.eval(), payload["arch"], payload["meta"]
@@ -173,14 +175,21 @@ class ZeroShotClassifier(nn.Module):
 
     @classmethod
     def from_clip(cls, model: nn.Module, arch: dict, classnames: Sequence[str], templates: Sequence[str],
-                  device: torch.device | str = "cpu") -> "ZeroShotClassifier":
-        return cls.from_prompts(model, arch, [[t.format(c) for t in templates] for c in classnames], device)
+                  device: torch.device | str = "cpu", cache: bool = False) -> "ZeroShotClassifier":
+        return cls.from_prompts(model, arch, [[t.format(c) for t in templates] for c in classnames], device, cache)
 
     @classmethod
     def from_prompts(cls, model: nn.Module, arch: dict, prompts: Sequence[Sequence[str]],
-                     device: torch.device | str = "cpu") -> "ZeroShotClassifier":
-        """From ready prompts, one list per class (``ucat.prompts.class_prompts``)."""
-        feats = prompt_features(model, arch, prompts, device)
+                     device: torch.device | str = "cpu", cache: bool = False) -> "ZeroShotClassifier":
+        """From ready prompts, one list per class (``ucat.prompts.class_prompts``).
+
+        ``cache``: read/write the class features in the content-addressed cache (:mod:`ucat.textcache`)."""
+        if cache:
+            from .textcache import prompt_features as cached
+
+            feats = cached(model, arch, prompts, device)
+        else:
+            feats = prompt_features(model, arch, prompts, device)
         cfg = model.visual.preprocess_cfg
         scale = min(float(model.logit_scale.detach().exp()), 100.0)
         return cls(copy.deepcopy(model.visual), feats, scale, cfg["mean"], cfg["std"]).to(device)

@@ -290,7 +290,8 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     image_size = clip_model.visual.image_size[0]
     dataset, names = data.open_finetune(params, image_size)
     model = models.ZeroShotClassifier.from_prompts(
-        clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device)
+        clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device,
+        cache=True)
     model = training_view(method, model, params)
     reference = model.frozen_copy() if spec.needs_reference else None
     selector = selection.Selector(params, clip_model, arch, model.visual, device)

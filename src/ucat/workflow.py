@@ -56,11 +56,11 @@ FINETUNE_COMMON = ["run.seed", "run.precision", "finetune", "prompt", "data.fine
 METHOD_SECTIONS = sorted({s for m in methods.METHODS.values() for s in m.sections})
 EVALUATE_COMMON = ["run.seed", "run.precision", "prompt", "data.subsample", "data.preprocess", "evaluate.batch_size",
                    "evaluate.ece_bins", "evaluate.uncertainty", "evaluate.tau_prime"]
-REPORT_PARAMS = ["methods", "data.datasets", "evaluate.attacks", "evaluate.eps", "evaluate.pgd", "evaluate.cw",
+REPORT_PARAMS = ["methods", "data.datasets", "data.source", "evaluate.attacks", "evaluate.eps", "evaluate.pgd", "evaluate.cw",
                  "backbone.models", "report",
                  "evaluate.ece_bins", "data.finetune", "data.heldout"]   # uncertainty-in-use part
 # temperature scaling on the held-out split (ucat.calibration, ucat.data.heldout)
-CALIBRATE_PARAMS = ["run.seed", "run.precision", "prompt", "data.finetune", "data.heldout", "backbone.demo.image_size",
+CALIBRATE_PARAMS = ["run.seed", "run.precision", "prompt", "data.finetune", "data.source", "data.preprocess", "data.heldout", "backbone.demo.image_size",
                     "evaluate.batch_size", "evaluate.ece_bins"]
 
 
@@ -69,7 +69,7 @@ def data_params(dataset: str) -> list[str]:
     if dataset.startswith("demo_"):  # the demo sets (ucat.data.demo); by name: importing ucat.data needs torch
         per_class = "data.demo_train_per_class" if dataset == "demo_train" else "data.demo_eval_per_class"
         return ["run.seed", per_class, "backbone.demo.image_size", "data.root"]
-    return ["data.root"]
+    return ["data.root", "data.source"]
 
 
 def finetune_params(method: str) -> list[str]:

@@ -296,6 +296,18 @@ def test_other_backbone_or_steps_have_no_paper_values():
     assert p.value("table16_main", "kl_prob_forward", "cifar10", "clean", 0) is None  # not in table 16
 
 
+def test_smoke_run_pairs_reduced_steps_but_nothing_else():
+    """A smoke run pairs its 2-step PGD/CW with PGD-100/CW-100; backbone, ε and data set still have to match."""
+    p = ref.Pairing("ViT-B-32-quickgelu", ["cifar10"], {"pgd": 2, "cw": 2}, smoke=True)
+    assert p.value("table16_main", "ucat", "cifar10", "pgd", 1) == shipped_value("table16_main", "ucat", "CIFAR10", "pgd100", 1)
+    assert p.value("table16_main", "tecoa", "cifar10", "cw", 1) == shipped_value("table16_main", "tecoa", "CIFAR10", "cw100", 1)
+    assert p.value("table16_main", "ucat", "cifar10", "pgd", 4) is None
+    assert p.value("table16_main", "ucat", "demo_shapes", "pgd", 1) is None
+    assert ref.Pairing("demo", ["cifar10"], {"pgd": 2}, smoke=True).value("table16_main", "ucat", "cifar10", "clean", 0) is None
+    assert ref.Pairing("ViT-B-32-quickgelu", ["cifar10"], {"pgd": 2, "cw": 2}).value(
+        "table16_main", "ucat", "cifar10", "pgd", 1) is None
+
+
 def test_reference_averages_recompute_from_16_cells():
     averages = ref.recompute_averages("table16_main")
     assert len(averages) == 7 * 4

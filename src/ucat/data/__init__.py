@@ -1,7 +1,8 @@
 """Data sets by name: the embedded demo world and the real zero-shot benchmarks.
 
 ``prepare(name, params)`` materialises a set under ``data.root/<name>/`` (generating the
-demo, or downloading and verifying a real source) and returns its manifest;
+demo, downloading and verifying a real source, or, with ``data.source: smoke``, writing a
+tiny replica in the real on-disk format, :mod:`ucat.data.smoke`) and returns its manifest;
 ``open_eval``/``open_finetune`` return a torch ``Dataset`` of ``(image in [0, 1], label)``
 at the model's resolution together with the class names, checked to agree.
 """
@@ -47,6 +48,22 @@ def classnames(name: str) -> list[str]:
     return real.classnames(name)
 
 
+def source(params: dict) -> str:
+    """Where the real data sets come from: ``real`` (downloads, hand-placed data) or ``smoke`` (replicas)."""
+    return params["data"]["source"]
+
+
+def _check_provenance(name: str, params: dict) -> None:
+    """Real data where real data are expected, a replica where the smoke source is configured."""
+    from . import smoke
+
+    d = Path(params["data"]["root"]) / name
+    manifest = smoke.read_manifest(d)
+    if source(params) == "real" and smoke.is_replica(manifest):
+        raise DataError(f"{name}: {d} holds a smoke replica ({d / MANIFEST} says so), not the real data; "
+                        f"use another data.root for real data or delete {d}")
+
+
 def paper_name(name: str) -> str | None:
     return None if is_demo(name) else _real().REAL_DATASETS[name].paper_name
 
@@ -79,6 +96,11 @@ def prepare(name: str, params: dict) -> dict:
         real = _real()
         if name not in real.REAL_DATASETS:
             raise unknown_choice("data.datasets", name, dataset_names())
+        if source(params) == "smoke":
+            from . import smoke
+
+            return smoke.prepare(name, root)
+        _check_provenance(name, params)
         return real.download_real(name, root)
     per_class = params["data"]["demo_train_per_class" if name == "demo_train" else "demo_eval_per_class"]
     size = params["backbone"]["demo"]["image_size"]
@@ -135,6 +157,11 @@ def _open(name: str, params: dict, image_size: int, split: str | None) -> tuple[
     from .transforms import transform_for
 
     transform = transform_for(name, params["data"].get("preprocess", "open_clip"), image_size)
+    if source(params) == "smoke":
+        from . import smoke
+
+        return smoke.open_split(name, root, split=split, transform=transform), expected
+    _check_provenance(name, params)
     dataset = real.open_real(name, root, split=split, transform=transform)
     return dataset, expected
 

@@ -74,7 +74,8 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     if inputs is None:
         inputs = read_inputs(cfg, metrics_dir, samples_dir, backbone=backbone, figures=figures)
     setting, res = inputs.setting, inputs.res
-    pairing = Pairing(setting.backbone, setting.datasets, setting.steps)
+    smoke = cfg.get("data", {}).get("source") == "smoke"
+    pairing = Pairing(setting.backbone, setting.datasets, setting.steps, smoke=smoke)
     for m, d, a, e, reason in res.missing:
         log.warning("report: missing cell %s/%s/%s eps %d (%s); shown as n/a", m, d, a, e, reason)
 
@@ -104,7 +105,7 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     summary = build_summary(res, HEADLINE + use["headlines"])
     write_json(summary_path, summary)
     report = out / "report.md"
-    write_text(report, _report_md(setting, sections, res.missing, figure_paths, out))
+    write_text(report, _report_md(setting, sections, res.missing, figure_paths, out, smoke))
     return {"tables": table_paths, "figures": figure_paths, "summary": Path(summary_path),
             "summary_data": summary, "report": report,
             "missing": list(res.missing)}
@@ -143,8 +144,14 @@ def _pooled_samples(res, samples_dir) -> dict:
     return out
 
 
-def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, out: Path) -> str:
-    lines = ["# UCAT reproduction report", "",
+SMOKE_BANNER = ("**SMOKE RUN: every number below is meaningless.** The data are tiny replicas in the real "
+                "on-disk formats (`data.source: smoke`), the backbone may have random weights and the attacks "
+                "run fewer steps than the paper's; reduced-step PGD/CW cells are paired with the paper's "
+                "PGD-100/CW-100 only to exercise the comparison path.")
+
+
+def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, out: Path, smoke: bool = False) -> str:
+    lines = ["# UCAT reproduction report", "", *([SMOKE_BANNER, ""] if smoke else []),
              f"Backbone `{setting.backbone}`; methods {', '.join(setting.methods)}; data sets "
              f"{', '.join(setting.datasets)}; attacks {', '.join(setting.label(a) for a in setting.attacks)} "
              f"at ε ∈ {{{', '.join(map(str, setting.eps))}}}/255.", "",
