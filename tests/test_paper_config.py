@@ -42,7 +42,7 @@ def test_paper_smoke_config_has_the_paper_dag_shape():
     assert smoke["data"]["source"] == "smoke" and paper["data"]["source"] == "real"
     assert smoke["data"]["root"] != paper["data"]["root"]
     allowed = {("backbone", "models"), ("data", "root"), ("data", "source"), ("data", "subsample"),
-               ("data", "num_workers"), ("finetune", "epochs"), ("finetune", "batch_size"),
+               ("data", "num_workers"), ("data", "heldout"), ("finetune", "epochs"), ("finetune", "select_subsample"), ("finetune", "batch_size"),
                ("finetune", "max_steps_per_epoch"), ("finetune", "warmup_steps"), ("evaluate", "pgd"),
                ("evaluate", "cw"), ("evaluate", "autoattack")}
     changed = {(section, key) for section, values in paper.items() if isinstance(values, dict)
