@@ -195,7 +195,10 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert set(summary) == {"demo"} and set(summary["demo"]) == {"clip", "ucat"}
     assert set(summary["demo"]["ucat"]) == {"clean_eps0", "pgd_eps8"}
-    assert set(summary["demo"]["ucat"]["pgd_eps8"]) == {"acc", "ece", "H"}
+    # the headline: accuracy, calibration and H, plus uncertainty in use (issue 14); attack AUROC only under attack
+    assert set(summary["demo"]["ucat"]["pgd_eps8"]) == {"acc", "ece", "H", "aurc", "error_auroc", "attack_auroc", "ece_ts"}
+    assert "attack_auroc" not in summary["demo"]["ucat"]["clean_eps0"]
+    assert all(v is not None for v in summary["demo"]["ucat"]["pgd_eps8"].values())
     cell = json.loads((repo / paths.EVAL_JSON.format(backbone="demo", method="ucat", dataset="demo_shapes",
                                                      attack="pgd", eps=8)).read_text())
     assert 0 <= cell["accuracy"] <= 1 and cell["n"] == 24
