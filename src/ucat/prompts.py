@@ -12,10 +12,7 @@ prints them.
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Callable
 
 from .errors import ConfigError
@@ -33,10 +30,18 @@ def _lower_us_dash(name: str) -> str:
     return name.lower().replace("_", " ").replace("-", " ")
 
 
-@functools.cache
-def _official_tables() -> dict:
-    text = resources.files("ucat").joinpath("resources/official_classnames.json").read_text(encoding="utf-8")
-    return json.loads(text)
+# torchvision's Flowers-102 names where the official list (ds/flowers102.py:43-60) differs, verbatim
+# (its trailing spaces reach the prompts)
+FLOWERS_OFFICIAL_EDITS = {11: "colts foot", 87: "cyclamen ", 90: "hippeastrum "}
+
+
+def _flowers_names(_: str) -> list[str]:
+    from torchvision.datasets import Flowers102
+
+    names = list(Flowers102.classes)
+    for index, name in FLOWERS_OFFICIAL_EDITS.items():
+        names[index] = name
+    return names
 
 
 def _ids(name: str) -> list[str]:
@@ -49,9 +54,13 @@ def _ids(name: str) -> list[str]:
 
 
 def _wnid_names(name: str) -> list[str]:
-    t = _official_tables()
-    by_wnid = dict(zip(t["imagenet_wnids"], t["imagenet"]))
-    return [by_wnid[w] for w in _ids(name)]
+    """The official code's ImageNet names (ILSVRC's map_clsloc.txt, third column): each wnid's first
+    WordNet lemma with spaces as ``_``.  Read from timm's synset-to-lemma table (timm ships with
+    open_clip); equal to the official file for all 1000 wnids (checked when this was written)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.label_name_to_description(w).split(",")[0].strip().replace(" ", "_") for w in _ids(name)]
 
 
 def _pets_names(name: str) -> list[str]:
@@ -99,8 +108,8 @@ OFFICIAL: dict[str, Official] = {
                               "variants.txt; 'Boeing ' before variants starting with 7; lower; _ -> space ('-' kept)",
                               "ds/fgvc_aircraft.py:50, 85-86, 104-115", _ids,
                               lambda s: ("Boeing " + s if s[0] == "7" else s).lower().replace("_", " ")),
-    "flowers102": Official("A photo of a {}, a type of flower.", "its own _classes list; lower; _ - -> space",
-                           "ds/flowers102.py:43-60, 69, 98-102", lambda _: list(_official_tables()["flowers102"]),
+    "flowers102": Official("A photo of a {}, a type of flower.", "its own _classes list (torchvision's but for 3 names); lower; _ - -> space",
+                           "ds/flowers102.py:43-60, 69, 98-102", _flowers_names,
                            _lower_us_dash),
     "food101": Official("A photo of {}, a type of food.", "meta/*.json keys (apple_pie); lower; _ - -> space",
                         "ds/food101.py:42, 61, 70-74", _ids, _lower_us_dash),

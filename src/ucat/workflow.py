@@ -143,8 +143,6 @@ def code_deps(*entries: str) -> tuple[str, ...]:
         todo += [(m, False) for m in _imports(module, path, top)]
     files = {f"{SRC}/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in seen.values()}
     files.add(f"{SRC}/resources/params.schema.yaml")
-    if "ucat.prompts" in seen:  # the official class-name tables it reads
-        files.add(f"{SRC}/resources/official_classnames.json")
     return tuple(sorted(files))
 
 
