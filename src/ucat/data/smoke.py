@@ -15,7 +15,6 @@ rejects a replica, which matches none of them.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -34,14 +33,10 @@ def is_replica(manifest: dict | None) -> bool:
 
 
 def read_manifest(d: Path) -> dict | None:
-    p = d / MANIFEST
-    if not p.is_file():
-        return None
-    try:
-        m = json.loads(p.read_text())
-    except ValueError as e:
-        raise DataError(f"{p} is not valid JSON; delete it and rerun `ucat data {d.name}`") from e
-    return m if isinstance(m, dict) else None
+    """The folder's MANIFEST.json (None if absent); the real-data reader, one format for both."""
+    from .real.verify import read_manifest as read
+
+    return read(d)
 
 
 def _file_digests(d: Path) -> dict[str, str]:

@@ -120,15 +120,7 @@ def _figures(inputs: Inputs, fig_dir: Path, formats=("png", "pdf")) -> list[Path
     jobs.append(("training_curves", lambda: F.training_figure(inputs.logs, s.methods)))
     jobs += [(f"uncertainty_distribution_eps{e}", lambda e=e: F.distribution_figure(res, inputs.samples, e))
              for e in s.eps]
-    paths = []
-    for stem, make in jobs:
-        with F.style():
-            fig = make()
-            if fig is None:
-                log.warning("report: nothing to draw for figure %s; skipped", stem)
-                continue
-            paths += F.save(fig, fig_dir / stem, formats)
-    return paths
+    return F.render(jobs, fig_dir, formats)
 
 
 def _pooled_samples(res, samples_dir) -> dict:

@@ -66,6 +66,21 @@ def save(fig, stem, formats=("png", "pdf")) -> list:
     return paths
 
 
+def render(jobs, fig_dir, formats=("png", "pdf")) -> list:
+    """Draw and save each ``(stem, make)`` under ``fig_dir``; a figure with nothing to draw is skipped."""
+    import logging
+
+    paths = []
+    for stem, make in jobs:
+        with style():
+            fig = make()
+            if fig is None:
+                logging.getLogger(__name__).warning("report: nothing to draw for figure %s; skipped", stem)
+                continue
+            paths += save(fig, fig_dir / stem, formats)
+    return paths
+
+
 def _grid(n: int, ncols: int, w: float, h: float, share: bool = False):
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)

@@ -240,15 +240,7 @@ def _figures(an: Analysis, fig_dir: Path, formats) -> list[Path]:
                  (f"error_detection_auroc_eps{e}", lambda e=e: UF.auroc_bars_figure(an, e, "err_auroc")),
                  (f"attack_detection_auroc_eps{e}", lambda e=e: UF.auroc_bars_figure(an, e, "atk_auroc")),
                  (f"reliability_temperature_scaled_eps{e}", lambda e=e: UF.reliability_ts_figure(an, e))]
-    paths = []
-    for stem, make in jobs:
-        with F.style():
-            fig = make()
-            if fig is None:
-                log.warning("report: nothing to draw for figure %s; skipped", stem)
-                continue
-            paths += F.save(fig, fig_dir / stem, formats)
-    return paths
+    return F.render(jobs, fig_dir, formats)
 
 
 FIGURE_CAPTIONS = {
