@@ -17,7 +17,10 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 LOCK_DIR = os.path.join(".ucat", "gpu-locks")
 _held: tuple[int, IO] | None = None
