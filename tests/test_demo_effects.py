@@ -14,7 +14,8 @@ from test_workflow import ROOT, copy_repo, run
 from ucat import config, paths
 from ucat.data import demo
 
-pytestmark = pytest.mark.slow
+# the module fixture runs the whole demo DAG (~7 min alone on 2 cores): more than the default 600 s per test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
