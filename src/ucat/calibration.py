@@ -92,13 +92,15 @@ def scores(logits, labels, temperature: float = 1.0, n_bins: int = 15) -> dict:
 @torch.no_grad()
 def heldout_logits(params: dict, checkpoint: str | Path, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Clean logits and labels of ``checkpoint`` on the held-out split (zero-shot head of the fine-tuning classes)."""
-    from . import models
+    from . import models, prompts
     from .data.heldout import heldout_dataset
     from .evaluate import choose_batch_size
 
     clip_model, arch, _ = models.load_checkpoint(checkpoint)
     images, names = heldout_dataset(params, clip_model.visual.image_size[0])
-    model = models.ZeroShotClassifier.from_clip(clip_model, arch, names, params["prompt"]["templates"], device)
+    # the head the model is trained and evaluated with (prompt.source), from the shared text cache
+    model = models.ZeroShotClassifier.from_prompts(
+        clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device, cache=True)
     model.requires_grad_(False)
     del clip_model
     amp = models.autocast_dtype(params["run"]["precision"], device)
