@@ -557,6 +557,14 @@ def _rows_text(rows: list[dict]) -> tuple[list[str], int]:
     return lines, width
 
 
+def _caveats(result: dict) -> list[str]:
+    """The lines every table ends with: the run's note and whether the GPU figures were measured."""
+    lines = [result["meta"]["note"]] if "note" in result["meta"] else []
+    if result["gpu"] != "measured":
+        lines.append(f"GPU figures: {result['gpu']}")
+    return lines
+
+
 def format_rows(result: dict) -> str:
     """The ``--baseline official`` table: rows, then the run's description."""
     lines, _ = _rows_text(result["rows"])
@@ -564,10 +572,7 @@ def format_rows(result: dict) -> str:
     lines.append(f"device: {meta['device_name']}; torch {meta['torch']}; model {meta['arch']} (random weights), "
                  f"batch {meta['batch']}, {meta['classes']} classes; project autocast {meta['project_autocast']}, "
                  f"official {meta['official_autocast']}; repeats {meta['repeats']} (median)")
-    if "note" in meta:
-        lines.append(meta["note"])
-    if result["gpu"] != "measured":
-        lines.append(f"GPU figures: {result['gpu']}")
+    lines += _caveats(result)
     return "\n".join(lines)
 
 
@@ -577,10 +582,7 @@ def format_table(result: dict) -> str:
     lines.append(f"device: {meta['device_name']}; torch {meta['torch']}; model {meta['model']} "
                  f"({meta['image_size']} px, {meta['num_classes']} classes); autocast {meta['autocast_dtype']}; "
                  f"repeats {meta['repeats']} (median)")
-    if "note" in meta:
-        lines.append(meta["note"])
-    if result["gpu"] != "measured":
-        lines.append(f"GPU figures: {result['gpu']}")
+    lines += _caveats(result)
     lines.append(f"numerics within tolerance: {result['numerics']['within_tolerance']}")
     for err in result["errors"]:
         lines.append(f"error: {err}")
