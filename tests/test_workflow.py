@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def run(cmd, cwd, check=True, timeout=600):
-    res = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+def run(cmd, cwd, check=True, timeout=600, env=None):
+    res = subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
@@ -82,8 +82,7 @@ def test_code_dependencies_are_the_modules_a_stage_runs():
     stage = {s.name: set(s.code_files) for s in workflow.stages()}
     losses, render = "src/ucat/losses.py", "src/ucat/report/render.py"
     # the report recomputes ECE after temperature scaling with ucat.metrics, which imports ucat.losses
-    assert {n for n, files in stage.items() if losses in files} == {"finetune", "evaluate-clean", "evaluate",
-                                                                    "calibrate", "report"}
+    assert {n for n, files in stage.items() if losses in files} == {"finetune", "evaluate", "calibrate", "report"}
     assert {n for n, files in stage.items() if render in files} == {"report"}
     assert "src/ucat/train.py" in stage["finetune"] and "src/ucat/train.py" not in stage["evaluate"]
     assert all(Path(ROOT, f).is_file() for files in stage.values() for f in files)
@@ -136,12 +135,18 @@ def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
         assert sorted(o for j in data_jobs.values() for o in j["output"]) == \
             sorted(f"{root}/{d}" for d in paths.data_sets(params))
         assert stages.pop("data")["outs"] == [root]        # DVC prepares them all in one stage
-        assert len(stages) == len(jobs) - len(data_jobs) == len(paths.eval_cells(params)) + \
-            len(paths.backbones(params)) * (1 + 2 * len(params["methods"])) + 1   # backbone, finetune+calibrate per method, report
+        per_model = len(paths.backbones(params)) * len(params["methods"])
+        assert len(stages) == len(jobs) - len(data_jobs) == per_model * len(params["data"]["datasets"]) + \
+            len(paths.backbones(params)) + 2 * per_model + 1   # evaluate per data set, backbone, finetune+calibrate, report
+        assert len(paths.eval_cells(params)) == sum(len(j["output"]) for j in jobs.values() if j["rule"] == "evaluate") // 2
         for name, st in stages.items():
             assert st["cmd"] in jobs, f"no Snakemake job runs {name}: {st['cmd']!r}"
             job = jobs[st["cmd"]]
-            assert sorted(job["output"]) == sorted(o for o in st["outs"] if o not in st["persist"]), name
+            if name.startswith("evaluate@"):   # DVC: the job's two folders; Snakemake: the cell files in them
+                assert len(st["outs"]) == 2 and all(any(o.startswith(d + "/") for d in st["outs"]) for o in job["output"])
+                assert {o.rpartition("/")[0] for o in job["output"]} == set(st["outs"]), name
+            else:
+                assert sorted(job["output"]) == sorted(o for o in st["outs"] if o not in st["persist"]), name
             if name == "report":   # DVC: the two folders every cell lands in; Snakemake: the cells
                 assert all(any(i.startswith(d + "/") for d in st["deps"]) or i in st["deps"] for i in job["input"])
                 assert {paths.CELLS, paths.SAMPLES_ROOT} <= set(st["deps"])
@@ -191,7 +196,8 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
     """Snakemake end to end (report included), its HTML report, then the same cells through DVC: same bytes."""
     params = reduced_params(methods=("clip", "ucat"), datasets=("demo_shapes",), attacks=("pgd",))
     repo = copy_repo(tmp_path / "repo", params)
-    run(["snakemake", "--cores", "2"], repo, timeout=900)
+    cache = {"UCAT_CACHE": str(tmp_path / "cache")}          # this test's own cell cache: every cell computed
+    run(["snakemake", "--cores", "2"], repo, timeout=900, env=cache)
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert set(summary) == {"demo"} and set(summary["demo"]) == {"clip", "ucat"}
     assert set(summary["demo"]["ucat"]) == {"clean_eps0", "pgd_eps8"}
@@ -203,8 +209,8 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
                                                      attack="pgd", eps=8)).read_text())
     assert 0 <= cell["accuracy"] <= 1 and cell["n"] == 24
     assert not {"seconds", "images_per_second", "batch_size"} & set(cell)          # metrics only
-    info = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes/pgd_eps8.json").read_text())
-    assert info["batch_size"] == 64 and info["images_per_second"] > 0 and info["threads"] == 1
+    info = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes.json").read_text())["cells"]["pgd_eps8"]
+    assert info["batch_size"] == 64 and info["images_per_second"] > 0 and info["threads"] == 1 and not info["restored"]
     for figure in workflow.report_figures(params):
         assert (repo / figure).is_file(), figure
     assert (repo / paths.REPORT.format(backbone="demo")).is_file()
@@ -224,7 +230,7 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
     with open(repo / "src/ucat/losses.py", "a") as fh:
         fh.write("\n# edited\n")
     rules = set(re.findall(r"^rule (\w+):", run(["snakemake", "-n", "--cores", "1"], repo).stdout, flags=re.M))
-    assert rules == {"finetune", "evaluate_clean", "evaluate", "calibrate", "report", "all"}
+    assert rules == {"finetune", "evaluate", "calibrate", "report", "all"}
     run(["snakemake", "--cores", "1", "--touch"], repo)       # accept an edit that changes no result
     assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], repo).stdout
 
@@ -232,8 +238,10 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
     outputs = {p: (repo / p).read_bytes() for c in ("clean_eps0", "pgd_eps8") for p in (
         f"metrics/cells/demo/eval/ucat/demo_shapes/{c}.json", f"results/samples/demo/ucat/demo_shapes/{c}.npz")}
     run("dvc init -q --no-scm", repo)
-    for stage in ("evaluate-clean@backbone0-ucat-demo_shapes", "evaluate@backbone0-ucat-demo_shapes-pgd-8"):
-        run(["dvc", "repro", "-s", "-f", stage], repo, timeout=300)
+    run(["dvc", "repro", "-s", "-f", "evaluate@backbone0-ucat-demo_shapes"], repo, timeout=300,
+        env={"UCAT_CACHE": str(tmp_path / "empty-cache")})   # computed again, not restored
+    info = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes.json").read_text())["cells"]
+    assert not any(c["restored"] for c in info.values())
     assert {p: (repo / p).read_bytes() for p in outputs} == outputs
 
 
@@ -262,8 +270,7 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
 
     # a scalar experiment: UCAT's fine-tuning (other fine-tunings are no-op reruns), its cells and the report
     ran = _ran_stages(run(["dvc", "exp", "run", "-S", "ucat.tau_prime=0.2"], repo, timeout=900).stdout)
-    assert {"finetune@backbone0-ucat", "evaluate-clean@backbone0-ucat-demo_shapes",
-            "evaluate@backbone0-ucat-demo_shapes-pgd-8", "calibrate@backbone0-ucat", "report"} <= ran
+    assert {"finetune@backbone0-ucat", "evaluate@backbone0-ucat-demo_shapes", "calibrate@backbone0-ucat", "report"} <= ran
     assert not {s for s in ran if s.startswith("evaluate") and "-clip-" in s}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
     changed = diff["metrics/summary.json"]
@@ -277,10 +284,16 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
               for e in exp_metrics]
     assert sum(v is not None for v in values) >= 3, shown[:3000]     # workspace, HEAD and the experiment
 
-    # a list experiment (on top of the applied one): no regeneration step, only the new eps cells run
+    # a list experiment (on top of the applied one): no regeneration step; the evaluation jobs rerun,
+    # but only the new eps cells are computed: clean and eps 8 come back from the cell cache, same bytes
+    before = {p.name: p.read_bytes() for p in (repo / "metrics/cells/demo/eval/ucat/demo_shapes").iterdir()}
     ran = _ran_stages(run(["dvc", "exp", "run", "-S", "evaluate.eps=[4,8]"], repo, timeout=900).stdout)
-    assert {"evaluate@backbone0-clip-demo_shapes-pgd-4", "evaluate@backbone0-ucat-demo_shapes-pgd-4", "report"} <= ran
-    assert not any(s.startswith(("finetune", "evaluate-clean")) or s.endswith("-8") for s in ran), ran
+    assert {"evaluate@backbone0-clip-demo_shapes", "evaluate@backbone0-ucat-demo_shapes", "report"} <= ran
+    assert not any(s.startswith(("finetune", "calibrate")) for s in ran), ran
+    cells = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes.json").read_text())["cells"]
+    assert {n: c["restored"] for n, c in cells.items()} == {"clean_eps0": True, "pgd_eps4": False, "pgd_eps8": True}
+    after = {p.name: p.read_bytes() for p in (repo / "metrics/cells/demo/eval/ucat/demo_shapes").iterdir()}
+    assert {n: after[n] for n in before} == before and set(after) - set(before) == {"pgd_eps4.json"}
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert summary["demo"]["ucat"]["pgd_eps4"]["acc"] is not None
 
@@ -294,7 +307,7 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
     with open(repo / "src/ucat/losses.py", "a") as fh:
         fh.write("\n# edited\n")
     status = set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
-    assert {s.split("@")[0] for s in status} == {"finetune", "evaluate-clean", "evaluate", "calibrate", "report"}
+    assert {s.split("@")[0] for s in status} == {"finetune", "evaluate", "calibrate", "report"}
 
 
 def test_paper_configuration_dry_run_lists_the_full_matrix():
@@ -302,18 +315,18 @@ def test_paper_configuration_dry_run_lists_the_full_matrix():
     res = run(["snakemake", "-n", "-F", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
     params = config.load(ROOT / "config" / "paper.yaml")
-    assert int(counts["evaluate"]) == len(params["methods"]) * 16 * 3 == 384
-    assert int(counts["evaluate_clean"]) == len(params["methods"]) * 16 == 128
+    assert int(counts["evaluate"]) == len(params["methods"]) * 16 == 128   # each: clean + 3 attacks
+    assert "evaluate_clean" not in counts
     assert int(counts["finetune"]) == 8 and int(counts["data"]) == 16
 
 
-def test_slurm_profile_plans_gpu_jobs_per_cell():
+def test_slurm_profile_plans_gpu_jobs_per_data_set():
     """The SLURM executor profile: lint-clean, and a dry run with the plugin gives GPU jobs."""
     profile = ["--workflow-profile", "workflow/profiles/slurm", "--configfile", "config/paper.yaml"]
     assert run(["snakemake", "--lint", *profile], ROOT, check=False).returncode == 0
     out = run(["snakemake", "-n", *profile], ROOT).stdout
     blocks = out.split("\nrule ")
     finetune = [b for b in blocks if b.startswith("finetune:")]
-    evaluate = [b for b in blocks if b.startswith(("evaluate:", "evaluate_clean:"))]
-    assert len(finetune) == 8 and len(evaluate) == 512
+    evaluate = [b for b in blocks if b.startswith("evaluate:")]
+    assert len(finetune) == 8 and len(evaluate) == 128
     assert all("gpu=1" in b and "slurm_partition=gpu" in b for b in finetune + evaluate)

@@ -98,24 +98,31 @@ def cmd_finetune(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import evaluate, methods
+    from .errors import ConfigError
+    from .io import write_json
 
     params, device = _setup(args)
     methods.get(args.method)
     b = _backbone_id(args, params)
-    cell = dict(backbone=b, method=args.method, dataset=args.dataset, attack=args.attack,
-                eps=0 if args.attack == "clean" else args.eps)
-    checkpoint = args.checkpoint or paths.model_for(b, args.method)
-    info: dict = {}
-    summary, samples = evaluate.evaluate(params, checkpoint, args.dataset, args.attack, args.eps, device,
-                                         method=args.method, progress=not args.quiet, run_info=info)
-    evaluate.write_outputs(summary, samples, args.out_json or paths.EVAL_JSON.format(**cell),
-                           args.out_npz or paths.EVAL_NPZ.format(**cell))
-    if args.run_info:
-        from .io import write_json
+    if args.attack is None and (args.out_json or args.out_npz):
+        raise ConfigError("--out-json/--out-npz name one cell's files: give --attack (and --eps) too")
+    conditions = None if args.attack is None else [(args.attack, 0 if args.attack == "clean" else args.eps)]
 
-        write_json(args.run_info, {"stage": "evaluate", **cell, "ucat": __version__, **info})
-    print(f"{b}/{args.method}/{args.dataset}/{args.attack}@{cell['eps']}/255: acc {summary['accuracy']:.4f} "
-          f"ece {summary['ece']:.4f} ({info['images_per_second']} img/s, batch {info['batch_size']})")
+    def out_paths(attack, eps):
+        cell = dict(backbone=b, method=args.method, dataset=args.dataset, attack=attack, eps=eps)
+        return (args.out_json or paths.EVAL_JSON.format(**cell)), (args.out_npz or paths.EVAL_NPZ.format(**cell))
+
+    checkpoint = args.checkpoint or paths.model_for(b, args.method)
+    info = evaluate.evaluate_dataset(params, checkpoint, args.dataset, device, method=args.method,
+                                     out_paths=out_paths, conditions=conditions, progress=not args.quiet,
+                                     use_cache=not args.no_cache)
+    if args.run_info:
+        write_json(args.run_info, {"stage": "evaluate", "backbone": b, "method": args.method, "dataset": args.dataset,
+                                   "ucat": __version__, "cells": info})
+    for name, cell in info.items():
+        how = "restored from the cell cache" if cell["restored"] else \
+            f"acc {cell['accuracy']:.4f} ({cell['images_per_second']} img/s, batch {cell['batch_size']})"
+        print(f"{b}/{args.method}/{args.dataset}/{name}: {how}")
     return 0
 
 
@@ -236,16 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="attack one (method, data set, attack, eps) cell and score it")
+    p = sub.add_parser("evaluate", help="attack and score one (method, data set): clean and every attack x eps",
+                       description="Loads the model, text features and data once and writes one metrics JSON and "
+                                   "one per-sample npz per cell (clean, then evaluate.attacks x evaluate.eps). Cells "
+                                   "whose inputs were evaluated before are restored from .ucat/cache/cells "
+                                   "(checkpoint bytes, data manifest, parameters, code: docs/api.md).")
     p.add_argument("--method", required=True, help=f"one of {', '.join(methods.METHODS)}")
     p.add_argument("--dataset", required=True, help="a data set name (see `ucat data --help`)")
-    p.add_argument("--attack", required=True, choices=attacks.ATTACKS)
-    p.add_argument("--eps", type=int, default=0, help="l-inf budget in units of 1/255 (ignored for clean)")
+    p.add_argument("--attack", choices=attacks.ATTACKS, help="only this cell (default: every condition of the params)")
+    p.add_argument("--eps", type=int, default=0, help="with --attack: l-inf budget in units of 1/255 (ignored for clean)")
     p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
     p.add_argument("--checkpoint", help="model to evaluate (default: the method's fine-tuned model, or the backbone for clip)")
     p.add_argument("--out-json", help=f"metrics (default: {paths.EVAL_JSON})")
     p.add_argument("--out-npz", help=f"per-sample arrays (default: {paths.EVAL_NPZ})")
     p.add_argument("--run-info", help="also write seconds, images/s, batch size and versions here (not a metric)")
+    p.add_argument("--no-cache", action="store_true", help="compute every cell, even one the cell cache holds")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

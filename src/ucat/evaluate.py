@@ -1,4 +1,4 @@
-"""Robust and calibration evaluation of one (checkpoint, data set, attack, ε) cell.
+"""Robust and calibration evaluation of a (checkpoint, data set): every (attack, ε) cell of it.
 
 Writes a metrics JSON (accuracy, ECE, NLL, Brier, confidence, entropy, AU, EU, reliability
 bins: metrics only, a function of the inputs) and the per-sample arrays (``.npz``: sample_id,
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from . import attacks, data, metrics, models, prompts
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .io import atomic_path, write_json
 
 
@@ -70,54 +70,120 @@ class WithSampleIds(Dataset):
         return x, y, self.ids[i]
 
 
-def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
-             device: torch.device, method: str | None = None, progress: bool = True,
-             run_info: dict | None = None) -> tuple[dict, dict]:
-    """Attack and score one cell; returns ``(summary, per_sample_arrays)``.
+class Evaluator:
+    """One checkpoint on one data set, loaded once (model, text features, data loader): scores any cell."""
 
-    ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
-    """
-    ev = params["evaluate"]
+    def __init__(self, params: dict, checkpoint: str | Path, dataset: str, device: torch.device,
+                 method: str | None = None, progress: bool = True):
+        self.params, self.dataset, self.device, self.method, self.progress = params, dataset, device, method, progress
+        ev = params["evaluate"]
+        clip_model, arch, _ = models.load_checkpoint(checkpoint)
+        images, names = data.open_eval(dataset, params, clip_model.visual.image_size[0])
+        model = models.ZeroShotClassifier.from_prompts(clip_model, arch, prompts.class_prompts(dataset, params, names),
+                                                       device, cache=True)
+        model.requires_grad_(False)  # attacks need input gradients only
+        del clip_model
+        if params["run"]["compile"]:
+            model.visual.compile()  # in place: state_dict keys unchanged
+        self.model = model
+        self.amp = models.autocast_dtype(params["run"]["precision"], device)
+        self.batch_size = choose_batch_size(model, ev["batch_size"], device, self.amp, len(images))
+        self.loader = DataLoader(WithSampleIds(images), batch_size=self.batch_size, shuffle=False,
+                                 num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda")
+
+    def score(self, attack: str, eps: int, run_info: dict | None = None) -> tuple[dict, dict]:
+        """Attack and score one cell; returns ``(summary, per_sample_arrays)``.
+
+        ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
+        """
+        check_cell(attack, eps)
+        ev, model, device = self.params["evaluate"], self.model, self.device
+        seed = self.params["run"]["seed"]
+        gen = torch.Generator(device=device).manual_seed(seed + 2)   # per cell: a cell's bytes never depend on the others
+        chunks: list[dict] = []
+        start = time.time()
+        desc = f"{self.method or 'model'}/{self.dataset}/{attack}"
+        for x, y, ids in tqdm(self.loader, desc=desc, disable=not self.progress, mininterval=2):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if int(y.max()) >= model.num_classes:
+                raise ConfigError(f"{self.dataset}: label {int(y.max())} but only {model.num_classes} class names")
+            with models.autocast(self.amp, device):
+                adv = attacks.run_attack(attack, model, x, y, eps, ev, model.num_classes, gen, seed)
+                with torch.no_grad():
+                    logits = model(adv)
+            chunk = metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"])
+            chunks.append({"sample_id": ids.numpy().astype(np.int64), **chunk,
+                           "logits": logits.detach().float().cpu().numpy()})
+        samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        summary = {"method": self.method, "dataset": self.dataset, "attack": attack,
+                   "eps": 0 if attack == "clean" else eps, "num_classes": model.num_classes,
+                   **metrics.summarize(samples, ev["ece_bins"]), "uncertainty_convention": ev["uncertainty"]}
+        if run_info is not None:
+            seconds = time.time() - start
+            run_info.update(batch_size=self.batch_size, seconds=round(seconds, 2),
+                            images_per_second=round(len(samples["label"]) / max(seconds, 1e-9), 1),
+                            device=str(device), threads=torch.get_num_threads(), torch=torch.__version__)
+        return summary, samples
+
+
+def check_cell(attack: str, eps: int) -> None:
     if attack not in attacks.ATTACKS:
         raise ConfigError(f"attack: unknown value {attack!r}; allowed: {', '.join(attacks.ATTACKS)}")
     if attack != "clean" and eps <= 0:
         raise ConfigError(f"eps: must be positive for attack {attack!r}, got {eps}")
-    clip_model, arch, _ = models.load_checkpoint(checkpoint)
-    images, names = data.open_eval(dataset, params, clip_model.visual.image_size[0])
-    model = models.ZeroShotClassifier.from_prompts(clip_model, arch, prompts.class_prompts(dataset, params, names),
-                                                   device, cache=True)
-    model.requires_grad_(False)  # attacks need input gradients only
-    del clip_model
-    if params["run"]["compile"]:
-        model.visual.compile()  # in place: state_dict keys unchanged
-    amp = models.autocast_dtype(params["run"]["precision"], device)
-    batch_size = choose_batch_size(model, ev["batch_size"], device, amp, len(images))
-    loader = DataLoader(WithSampleIds(images), batch_size=batch_size, shuffle=False,
-                        num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda")
-    gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 2)
-    chunks: list[dict] = []
-    start = time.time()
-    for x, y, ids in tqdm(loader, desc=f"{method or 'model'}/{dataset}/{attack}", disable=not progress, mininterval=2):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if int(y.max()) >= model.num_classes:
-            raise ConfigError(f"{dataset}: label {int(y.max())} but only {model.num_classes} class names")
-        with models.autocast(amp, device):
-            adv = attacks.run_attack(attack, model, x, y, eps, ev, model.num_classes, gen, params["run"]["seed"])
-            with torch.no_grad():
-                logits = model(adv)
-        chunk = metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"])
-        chunks.append({"sample_id": ids.numpy().astype(np.int64), **chunk,
-                       "logits": logits.detach().float().cpu().numpy()})
-    samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    summary = {"method": method, "dataset": dataset, "attack": attack, "eps": 0 if attack == "clean" else eps,
-               "num_classes": model.num_classes, **metrics.summarize(samples, ev["ece_bins"]),
-               "uncertainty_convention": ev["uncertainty"]}
-    if run_info is not None:
-        seconds = time.time() - start
-        run_info.update(batch_size=batch_size, seconds=round(seconds, 2),
-                        images_per_second=round(len(samples["label"]) / max(seconds, 1e-9), 1),
-                        device=str(device), threads=torch.get_num_threads(), torch=torch.__version__)
-    return summary, samples
+
+
+def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
+             device: torch.device, method: str | None = None, progress: bool = True,
+             run_info: dict | None = None) -> tuple[dict, dict]:
+    """Attack and score one cell (loads the model for it); see :meth:`Evaluator.score`."""
+    check_cell(attack, eps)
+    return Evaluator(params, checkpoint, dataset, device, method, progress).score(attack, eps, run_info)
+
+
+def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device: torch.device, *, method: str,
+                     out_paths, conditions: list[tuple[str, int]] | None = None, progress: bool = True,
+                     use_cache: bool = True) -> dict:
+    """Score every condition (default: ``paths.conditions(params)``) of one (model, data set) and write
+    each cell as soon as it is done; cells whose inputs were seen before are restored from
+    :mod:`ucat.cellcache` and the model is loaded only if some cell must be computed.
+
+    ``out_paths(attack, eps)`` gives the cell's (json, npz) paths.  Returns run information per cell.
+    """
+    from . import cellcache, config, keys, paths
+
+    conditions = conditions if conditions is not None else paths.conditions(params)
+    for attack, eps in conditions:
+        check_cell(attack, eps)
+    cell_keys = {}
+    if use_cache:
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"{checkpoint}: checkpoint not found")
+        ckpt, manifest = cellcache.file_digest(checkpoint), data.manifest_path(dataset, params)
+        data_digest = cellcache.file_digest(manifest) if manifest.is_file() else "missing"
+        for attack, eps in conditions:
+            cell_keys[attack, eps] = cellcache.key(
+                checkpoint_digest=ckpt, data_digest=data_digest,
+                values=config.select(params, keys.evaluate_params(attack)),
+                cell={"method": method, "dataset": dataset, "attack": attack, "eps": eps},
+                device=device.type, torch_version=torch.__version__)
+    info: dict = {}
+    evaluator = None
+    for attack, eps in conditions:
+        name = f"{attack}_eps{eps}"
+        json_path, npz_path = out_paths(attack, eps)
+        if use_cache and cellcache.restore(cell_keys[attack, eps], json_path, npz_path):
+            info[name] = {"restored": True}
+            continue
+        if evaluator is None:
+            evaluator = Evaluator(params, checkpoint, dataset, device, method, progress)
+        cell_info: dict = {}
+        summary, samples = evaluator.score(attack, eps, cell_info)
+        write_outputs(summary, samples, json_path, npz_path)
+        if use_cache:
+            cellcache.store(cell_keys[attack, eps], json_path, npz_path)
+        info[name] = {"restored": False, "accuracy": summary["accuracy"], **cell_info}
+    return info
 
 
 def write_npz(path: str | Path, arrays: dict) -> None:

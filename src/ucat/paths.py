@@ -56,21 +56,18 @@ def model_for(backbone: str, method: str) -> str:
     return FINETUNED.format(backbone=backbone, method=method)
 
 
-def eval_cells(params: dict) -> list[tuple[str, str, str, str, int]]:
-    """Every (backbone, method, dataset, attack, eps) the configuration asks for.
-
-    Clean accuracy is always evaluated (eps 0, once): it is the reference of every attack.
-    """
+def conditions(params: dict) -> list[tuple[str, int]]:
+    """The (attack, eps) conditions of one (method, data set): clean (eps 0, always: the reference
+    of every attack), then every attack of ``evaluate.attacks`` at every ``evaluate.eps``."""
     ev = params["evaluate"]
-    cells = []
-    for backbone in backbones(params):
-        for method in params["methods"]:
-            for dataset in params["data"]["datasets"]:
-                cells.append((backbone, method, dataset, "clean", 0))
-                for attack in ev["attacks"]:
-                    for eps in ev["eps"]:
-                        cells.append((backbone, method, dataset, attack, eps))
-    return cells
+    return [("clean", 0)] + [(attack, eps) for attack in ev["attacks"] for eps in ev["eps"]]
+
+
+def eval_cells(params: dict) -> list[tuple[str, str, str, str, int]]:
+    """Every (backbone, method, dataset, attack, eps) the configuration asks for."""
+    return [(backbone, method, dataset, attack, eps)
+            for backbone in backbones(params) for method in params["methods"]
+            for dataset in params["data"]["datasets"] for attack, eps in conditions(params)]
 
 
 def data_sets(params: dict) -> list[str]:

@@ -6,7 +6,7 @@ import re
 import yaml
 
 from ucat import config as ucat_config
-from ucat import attacks, data, methods, paths
+from ucat import data, methods, paths
 from ucat import workflow as wf
 
 PARAMS = ucat_config.validate(config, source="config")
@@ -63,5 +63,3 @@ wildcard_constraints:
     backbone="|".join(re.escape(b) for b in BACKBONES),
     method="|".join(methods.METHODS),
     dataset="|".join(data.dataset_names()),
-    attack="|".join(a for a in attacks.ATTACKS if a != "clean"),  # clean has its own rule (eps 0)
-    eps="[0-9]+",

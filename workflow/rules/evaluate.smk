@@ -1,49 +1,24 @@
-rule evaluate_clean:
-    """Clean accuracy and calibration of one (method, data set): the reference of every attack."""
-    input:
-        inputs(wf.EVALUATE_CLEAN),
-    output:
-        json=wf.EVALUATE_CLEAN.metrics[0],
-        npz=wf.EVALUATE_CLEAN.outs[0],
-    params:
-        cmd=command(wf.EVALUATE_CLEAN),
-        values=param_values(wf.evaluate_params("clean")),
-    log:
-        "logs/evaluate/{backbone}/{method}/{dataset}/clean_eps0.log",
-    benchmark:
-        "benchmarks/evaluate/{backbone}/{method}/{dataset}/clean_eps0.tsv"
-    threads: wf.EVALUATE_CLEAN.threads
-    resources:
-        params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=720,
-    conda:
-        "../envs/ucat.yaml"
-    shell:
-        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"
-
-
 rule evaluate:
-    """One robustness/calibration cell: (method, data set, attack, eps) -> metrics JSON + per-sample npz."""
+    """Clean and every attack x eps of one (method, data set): a metrics JSON + per-sample npz per cell."""
     input:
         inputs(wf.EVALUATE),
     output:
-        json=wf.EVALUATE.metrics[0],
-        npz=wf.EVALUATE.outs[0],
+        # one file per cell of paths.conditions (clean first); the job writes each as soon as it is done
+        json=[wf.fill(paths.EVAL_JSON, PARAMS, attack=a, eps=e) for a, e in paths.conditions(PARAMS)],
+        npz=[wf.fill(paths.EVAL_NPZ, PARAMS, attack=a, eps=e) for a, e in paths.conditions(PARAMS)],
     params:
         cmd=command(wf.EVALUATE),
-        values=lambda wc: param_values(wf.evaluate_params(wc.attack)),
+        values=param_values(wf.evaluate_job_params(PARAMS)),
     log:
-        "logs/evaluate/{backbone}/{method}/{dataset}/{attack}_eps{eps}.log",
+        "logs/evaluate/{backbone}/{method}/{dataset}.log",
     benchmark:
-        "benchmarks/evaluate/{backbone}/{method}/{dataset}/{attack}_eps{eps}.tsv"
+        "benchmarks/evaluate/{backbone}/{method}/{dataset}.tsv"
     threads: wf.EVALUATE.threads
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         gpu=GPU,
         mem_mb=8000,
-        runtime=720,
+        runtime=1440,
     conda:
         "../envs/ucat.yaml"
     shell:

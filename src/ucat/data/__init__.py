@@ -85,6 +85,11 @@ class UInt8Images(Dataset):
         return img, int(self.labels[i])
 
 
+def manifest_path(name: str, params: dict) -> Path:
+    """The manifest ``ucat data NAME`` writes beside a prepared set (it fingerprints the files)."""
+    return Path(params["data"]["root"]) / name / MANIFEST
+
+
 def _demo_file(root: Path, name: str) -> Path:
     return root / name / "images.npz"
 
