@@ -3,8 +3,8 @@
 #   snakemake --cores all                                   # the embedded offline demo
 #   snakemake --cores all --configfile config/paper.yaml    # the paper (GPU + network)
 #
-# Stages: data -> backbone -> finetune (per method) -> evaluate (per method x data set x
-# attack x eps, and clean), calibrate (per method) -> report.  Commands, inputs, outputs, parameter keys and thread
+# Stages: data -> backbone -> finetune (per method) -> evaluate (per method x data set: clean and
+# every attack x eps in one job), calibrate (per method) -> report.  Commands, inputs, outputs, parameter keys and thread
 # counts come from src/ucat/workflow.py, which also renders dvc.yaml: the two engines run
 # the same stages.  `snakemake --report report.html` after a run: figures and tables, captioned.
 

@@ -80,6 +80,7 @@ def test_reduced_paper_smoke_through_snakemake(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 3600)   # the run itself: ~15 min on two idle cores
 def test_full_paper_smoke_through_snakemake(tmp_path):
     """`make paper-smoke`: the paper's DAG shape, every method, every set, every attack."""
     params = smoke_params()
