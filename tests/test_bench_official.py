@@ -61,3 +61,16 @@ def test_bench_help_documents_the_baseline(capsys):
     except SystemExit:
         pass
     assert "--baseline" in capsys.readouterr().out
+
+
+def test_compiled_project_side_gets_its_own_rows_and_ratio():
+    phases = {f"{w}_{side}": {"batch": 256, "images_per_s": v, "peak_memory_bytes": 2 ** 30}
+              for w, vals in (("finetune", (100.0, 250.0, 400.0)), ("pgd_eval", (10.0, 20.0, 35.0)))
+              for side, v in zip(("official", "project", "project_compiled"), vals)}
+    speedup = {"finetune": 2.5, "finetune_compiled": 4.0, "pgd_eval": 2.0, "pgd_eval_compiled": 3.5}
+    rows = {r["name"]: r["value"] for r in bench_official.baseline_rows(
+        {"meta": {"pgd_eval_steps": 100}, "phases": phases, "speedup": speedup})}
+    assert rows["fine-tuning step project compiled b256"] == 400.0
+    assert rows["fine-tuning step speed-up project compiled/official"] == 4.0
+    assert rows["PGD-100 eval speed-up project/official"] == 2.0
+    assert rows["PGD-100 eval project compiled peak memory"] == 1.0

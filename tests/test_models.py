@@ -73,3 +73,15 @@ def test_openai_weights_require_quickgelu():
         models.create_clip({"name": "ViT-B-32", "overrides": {}}, pretrained="openai")
     with pytest.raises(ConfigError, match="unknown open_clip architecture"):
         models.create_clip({"name": "ViT-B-33", "overrides": {}})
+
+
+def test_run_compile_auto_means_cuda_only(params):
+    from ucat import config
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert models.compile_wanted("auto", cuda) and not models.compile_wanted("auto", cpu)
+    assert models.compile_wanted(True, cpu) and not models.compile_wanted(False, cuda)
+    p = dict(params, run=dict(params["run"], compile="auto"))
+    assert config.validate(p)["run"]["compile"] == "auto"
+    with pytest.raises(ConfigError, match="run.compile"):
+        config.validate(dict(params, run=dict(params["run"], compile="yes")))

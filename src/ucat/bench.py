@@ -614,7 +614,7 @@ def main(args: argparse.Namespace) -> int:
 
         result = bench_official.run_baseline(params, device, model=args.model, repeats=args.repeats,
                                              batch=getattr(args, "batch", None), classes=getattr(args, "classes", None),
-                                             pgd_steps=getattr(args, "pgd_steps", None), log=log)
+                                             pgd_steps=getattr(args, "pgd_steps", None), compile=args.compile, log=log)
         print(format_rows(result))
         write_json(args.out, result)
         print(f"wrote {args.out}")

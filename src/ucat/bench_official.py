@@ -130,8 +130,10 @@ def _phase(fn: Callable[[], Any], batch: int, repeats: int, device: torch.device
 
 def run_baseline(params: dict, device: torch.device, model: str = "auto", repeats: int = 3,
                  batch: int | None = None, classes: int | None = None, pgd_steps: int | None = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Time both loops on one CLIP; returns the JSON-able result (``rows`` is the printed table)."""
+                 compile: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Time both loops on one CLIP; returns the JSON-able result (``rows`` is the printed table).
+
+    ``compile``: also the project's side with ``torch.compile(model.visual)`` (``run.compile``), in the same run."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     kind = model if model != "auto" else ("ViT-B-32" if cuda else "demo")
@@ -170,9 +172,19 @@ def run_baseline(params: dict, device: torch.device, model: str = "auto", repeat
     log(f"  PGD-{steps} eval: official structure ...")
     phases["pgd_eval_official"] = _phase(lambda: official.pgd_eval(x, y, 1 / 255, 1 / 255, steps), batch, repeats, device)
     official.model.zero_grad(set_to_none=True)
+    if compile:
+        ft = bench.finetune_workload(net, params, attack, device, amp, no_flops, compiled=True)
+        log("  finetune: project, compiled ...")
+        phases["finetune_project_compiled"] = _phase(ft.make(batch), batch, repeats, device)
+        ft.release()
+        del ft
+        pg = bench.pgd_workload(net, device, amp, steps, no_flops, compiled=True)
+        log(f"  PGD-{steps} eval: project, compiled ...")
+        phases["pgd_eval_project_compiled"] = _phase(pg.make(batch), batch, repeats, device)
+        del pg
 
-    ratio = {w: phases[f"{w}_project"]["images_per_s"] / phases[f"{w}_official"]["images_per_s"]
-             for w in ("finetune", "pgd_eval")}
+    ratio = {f"{w}{tag}": phases[f"{w}_project{tag}"]["images_per_s"] / phases[f"{w}_official"]["images_per_s"]
+             for w in ("finetune", "pgd_eval") for tag in ("", "_compiled") if f"{w}_project{tag}" in phases}
     result = {"meta": {"device": device.type, "device_name": bench._device_name(device), "torch": torch.__version__,
                        "model": kind, "arch": arch["name"], "batch": batch, "classes": classes,
                        "train_attack": attack, "pgd_eval_steps": steps, "repeats": repeats,
@@ -192,11 +204,17 @@ def baseline_rows(result: dict) -> list[dict]:
     labels = {"finetune": "fine-tuning step", "pgd_eval": f"PGD-{steps} eval"}
     rows = []
     for w, label in labels.items():
-        for side in ("official", "project"):
-            ph = result["phases"][f"{w}_{side}"]
-            rows.append({"name": f"{label} {side} b{ph['batch']}", "value": ph["images_per_s"], "unit": "images/s"})
+        for side in ("official", "project", "project_compiled"):
+            ph = result["phases"].get(f"{w}_{side}")
+            if ph is None:
+                continue
+            name = side.replace("_", " ")
+            rows.append({"name": f"{label} {name} b{ph['batch']}", "value": ph["images_per_s"], "unit": "images/s"})
             if "peak_memory_bytes" in ph:
-                rows.append({"name": f"{label} {side} peak memory", "value": ph["peak_memory_bytes"] / 2 ** 30,
+                rows.append({"name": f"{label} {name} peak memory", "value": ph["peak_memory_bytes"] / 2 ** 30,
                              "unit": "GiB"})
-        rows.append({"name": f"{label} speed-up project/official", "value": result["speedup"][w], "unit": "x"})
+        for tag in ("", "_compiled"):
+            if f"{w}{tag}" in result["speedup"]:
+                rows.append({"name": f"{label} speed-up project{tag.replace('_', ' ')}/official",
+                             "value": result["speedup"][f"{w}{tag}"], "unit": "x"})
     return rows

@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/bench.json", help="JSON with the figures (default: %(default)s)")
     p.add_argument("--model", default="auto", help="auto: ViT-B-32 on GPU and the demo model on CPU; or demo, ViT-B-32")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--compile", action="store_true", help="also measure with torch.compile")
+    p.add_argument("--compile", action="store_true", help="also measure with torch.compile (run.compile); "
+                                                          "with --baseline: the project's side compiled too")
     p.add_argument("--baseline", choices=["official"], default=None,
                    help="official: time the official UCAT loop's structure (fp16+GradScaler, prompts re-encoded "
                         "every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "

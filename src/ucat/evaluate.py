@@ -83,7 +83,7 @@ class Evaluator:
                                                        device, cache=True)
         model.requires_grad_(False)  # attacks need input gradients only
         del clip_model
-        if params["run"]["compile"]:
+        if models.compile_wanted(params["run"]["compile"], device):
             model.visual.compile()  # in place: state_dict keys unchanged
         self.model = model
         self.amp = models.autocast_dtype(params["run"]["precision"], device)

@@ -236,5 +236,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def compile_wanted(setting: bool | str, device: torch.device) -> bool:
+    """``run.compile``: true, false, or auto = on CUDA only (1.55x fine-tuning and 1.64x PGD measured on
+    an H200, docs/performance.md; on a CPU compilation costs minutes and gains a few per cent)."""
+    return setting is True or (setting == "auto" and device.type == "cuda")
+
+
 def autocast(dtype: torch.dtype | None, device: torch.device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -296,7 +296,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     reference = model.frozen_copy() if spec.needs_reference else None
     selector = selection.Selector(params, clip_model, arch, model.visual, device)
     model.train()
-    if params["run"]["compile"]:
+    if models.compile_wanted(params["run"]["compile"], device):
         model.visual.compile()  # in place: state_dict keys (checkpoints) unchanged
         if reference is not None:
             reference.visual.compile()
