@@ -27,5 +27,7 @@ bench: install
 dvc-yaml: install
 	ucat dvc-yaml
 
+# outputs and caches; metrics/ is versioned, so it goes back to its committed state (outside git: removed)
 clean:
-	rm -rf data models metrics results logs benchmarks .snakemake .ucat
+	rm -rf data models results logs benchmarks .snakemake .ucat
+	(git checkout -q -- metrics && git clean -fdxq metrics) 2>/dev/null || rm -rf metrics
