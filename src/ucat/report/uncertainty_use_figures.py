@@ -37,7 +37,8 @@ def risk_coverage_figure(an, eps: int):
         ax.set_title(method_name(m))
         ax.set_xlabel("coverage (%)")
         ax.set_xlim(0, 100)
-        ax.legend(loc="best", fontsize=6.5)
+        if ax.get_legend_handles_labels()[0]:   # a method with every cell missing draws an empty panel
+            ax.legend(loc="best", fontsize=6.5)
     for ax in axes[:: min(5, len(s.methods))]:
         ax.set_ylabel("selective risk (%)")
     if not drawn:
