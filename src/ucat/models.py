@@ -190,9 +190,16 @@ class ZeroShotClassifier(nn.Module):
             feats = cached(model, arch, prompts, device)
         else:
             feats = prompt_features(model, arch, prompts, device)
+        return cls.on_visual(model, copy.deepcopy(model.visual), feats, device)
+
+    @classmethod
+    def on_visual(cls, model: nn.Module, visual: nn.Module, class_features: torch.Tensor,
+                  device: torch.device | str = "cpu") -> "ZeroShotClassifier":
+        """A classifier on ``visual`` as given (not copied: model selection scores the live weights),
+        with ``model``'s normalisation and logit scale (CLIP's, clamped to 100)."""
         cfg = model.visual.preprocess_cfg
         scale = min(float(model.logit_scale.detach().exp()), 100.0)
-        return cls(copy.deepcopy(model.visual), feats, scale, cfg["mean"], cfg["std"]).to(device)
+        return cls(visual, class_features, scale, cfg["mean"], cfg["std"]).to(device)
 
     @property
     def num_classes(self) -> int:

@@ -19,7 +19,7 @@ import copy
 import torch
 from torch.utils.data import DataLoader
 
-from . import attacks, data, models, prompts
+from . import attacks, data, models, prompts, textcache
 from .data.heldout import heldout_dataset
 
 SELECT = ("final", "best", "best_on_test")
@@ -50,13 +50,10 @@ class Selector:
             p = copy.deepcopy(params)
             p["data"]["subsample"] = n
             sets = [(d, *data.open_eval(d, p, size)) for d in params["data"]["datasets"]]
-        scale = min(float(clip_model.logit_scale.detach().exp()), 100.0)   # as ZeroShotClassifier.from_prompts
-        norm = clip_model.visual.preprocess_cfg
         for name, dataset, names in sets:
-            feats = models.prompt_features(clip_model, arch, prompts.class_prompts(name, params, names), device)
+            feats = textcache.prompt_features(clip_model, arch, prompts.class_prompts(name, params, names), device)
             # ``visual`` is shared, not copied: the classifier scores the live weights
-            clf = models.ZeroShotClassifier(visual, feats, scale, norm["mean"], norm["std"]).to(device)
-            self.sets.append((name, clf, dataset))
+            self.sets.append((name, models.ZeroShotClassifier.on_visual(clip_model, visual, feats, device), dataset))
 
     @property
     def active(self) -> bool:
