@@ -310,6 +310,19 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
     assert {s.split("@")[0] for s in status} == {"finetune", "evaluate", "calibrate", "report"}
 
 
+def test_best_on_test_selection_makes_the_test_sets_fine_tuning_inputs(tmp_path):
+    """Snakemake: fine-tuning that selects on the test sets waits for them, and reruns when they change."""
+    for select in ("final", "best_on_test"):
+        params = reduced_params(methods=("ucat",), datasets=("demo_shapes", "demo_pairs"), attacks=("pgd",))
+        params["finetune"]["select"] = select
+        repo = copy_repo(tmp_path / select, params)
+        job = next(j for j in _snakemake_jobs(repo).values() if j["rule"] == "finetune")
+        root = params["data"]["root"].rstrip("/")
+        tests = {f"{root}/demo_shapes", f"{root}/demo_pairs"}
+        assert (tests <= set(job["input"])) == (select == "best_on_test"), job["input"]
+        assert f"{root}/demo_train" in job["input"]
+
+
 def test_paper_configuration_dry_run_lists_the_full_matrix():
     """No network needed: the dry run plans every (method, data set, attack, eps) cell."""
     res = run(["snakemake", "-n", "-F", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)

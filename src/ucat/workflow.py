@@ -155,6 +155,16 @@ def _get(params: dict, key: str):
     return node
 
 
+def selection_inputs(params: dict) -> list[str]:
+    """Fine-tuning's extra data under ``finetune.select: best_on_test``: the test sets it selects on.
+
+    Snakemake adds them to the job's inputs (a changed list or set reruns it); DVC's template is
+    static and cannot, so there the caveat of docs/api.md stands."""
+    if params["finetune"].get("select") != "best_on_test":
+        return []
+    return [fill("{data_root}/" + d, params) for d in params["data"]["datasets"]]
+
+
 def report_inputs(params: dict) -> list[str]:
     """The files the report reads (Snakemake's inputs; DVC depends on their two folders)."""
     ins = []

@@ -5,6 +5,7 @@ rule finetune:
     Snakemake deletes a failed job's outputs, never the state a rerun resumes from."""
     input:
         inputs(wf.FINETUNE),
+        wf.selection_inputs(PARAMS),  # finetune.select: best_on_test selects on the test sets
     output:
         model=wf.FINETUNE.outs[0],
         metrics=report(wf.FINETUNE.metrics[0], caption="../report/train_metrics.rst", category="Fine-tuning"),
