@@ -43,9 +43,10 @@ def cmd_check(args) -> int:
     from . import config
 
     params = config.load(args.params, args.overrides)
-    cells = paths.eval_cells(params)
+    cells, per_job = paths.eval_cells(params), len(paths.conditions(params))
     print(f"{args.params}: valid. {len(params['methods'])} methods x {len(params['data']['datasets'])} data sets "
-          f"-> {len(cells)} evaluation cells; backbone source: {params['backbone']['source']}")
+          f"-> {len(cells) // per_job} evaluation jobs of {per_job} cells ({len(cells)} cells); "
+          f"backbone source: {params['backbone']['source']}")
     return 0
 
 
