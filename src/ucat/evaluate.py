@@ -151,6 +151,7 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
     ``out_paths(attack, eps)`` gives the cell's (json, npz) paths.  Returns run information per cell.
     """
     from . import cellcache, config, keys, paths
+    from .data.integrity import sha256
 
     conditions = conditions if conditions is not None else paths.conditions(params)
     for attack, eps in conditions:
@@ -159,8 +160,8 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
     if use_cache:
         if not Path(checkpoint).is_file():
             raise CheckpointError(f"{checkpoint}: checkpoint not found")
-        ckpt, manifest = cellcache.file_digest(checkpoint), data.manifest_path(dataset, params)
-        data_digest = cellcache.file_digest(manifest) if manifest.is_file() else "missing"
+        ckpt, manifest = sha256(checkpoint), data.manifest_path(dataset, params)
+        data_digest = sha256(manifest) if manifest.is_file() else "missing"
         for attack, eps in conditions:
             cell_keys[attack, eps] = cellcache.key(
                 checkpoint_digest=ckpt, data_digest=data_digest,
