@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
 
 from ucat import attacks, bench, config, evaluate, models
 
 
-def check_auto(net, params, device, amp, classes: int, steps: int, log) -> dict:
+def check_auto(net, device, amp, classes: int, steps: int, log) -> dict:
     head = copy.deepcopy(net)
     g = torch.Generator().manual_seed(classes)
     head.class_features = torch.nn.functional.normalize(torch.randn(classes, head.class_features.shape[1], generator=g),
@@ -32,18 +31,16 @@ def check_auto(net, params, device, amp, classes: int, steps: int, log) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(2):  # the first run warms up
-        bench._sync(device)
-        t0 = time.perf_counter()
+
+    def pgd_then_forward():
         with models.autocast(amp, device):
             adv = attacks.pgd(head, x, y, 1, 1, steps, "ce")
             with torch.no_grad():
                 head(adv)
-        bench._sync(device)
-        times.append(time.perf_counter() - t0)
+
+    seconds = bench.timed(pgd_then_forward, repeats=1, device=device, warmup=1)[0]
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    row = {"classes": classes, "auto_batch": batch, "pgd_steps": steps, "images_per_s": batch / times[-1],
+    row = {"classes": classes, "auto_batch": batch, "pgd_steps": steps, "images_per_s": batch / seconds,
            "peak_gib": peak}
     log(f"auto: {classes} classes -> batch {batch}; PGD-{steps} at that batch: {row['images_per_s']:.0f} img/s, "
         f"peak {peak:.1f} GiB")
@@ -75,7 +72,7 @@ def main() -> None:
     amp = models.autocast_dtype(params["run"]["precision"], device)
     net, _ = bench.build_classifier(args.model, params, device)
     for classes in (200, 1000):
-        check_auto(net, params, device, amp, classes, args.pgd_steps, print)
+        check_auto(net, device, amp, classes, args.pgd_steps, print)
     flops = {"finetune_step": 0.0, "pgd_eval": 0.0}
     ft = bench.finetune_workload(net, params, dict(bench.PAPER_ATTACK), device, amp, flops)
     profile(ft.make(args.batch), device, f"UCAT fine-tuning step, batch {args.batch}", print)

@@ -154,34 +154,29 @@ def run_baseline(params: dict, device: torch.device, model: str = "auto", repeat
     no_flops = {"finetune_step": 0.0, "pgd_eval": 0.0}
     x, y = bench.random_batch(batch, net.image_size, classes, device, seed=batch)
 
-    phases: dict[str, dict] = {}
-    ft = bench.finetune_workload(net, params, attack, device, amp, no_flops)
-    log("  finetune: project ...")
-    phases["finetune_project"] = _phase(ft.make(batch), batch, repeats, device)
-    ft.release()
-    del ft
+    def project(workload: str, compiled: bool) -> dict:
+        """The pipeline's own step (eager or compiled image tower), timed like the official one."""
+        wl = (bench.finetune_workload(net, params, attack, device, amp, no_flops, compiled) if workload == "finetune"
+              else bench.pgd_workload(net, device, amp, steps, no_flops, compiled))
+        log(f"  {'finetune' if workload == 'finetune' else f'PGD-{steps} eval'}: project"
+            f"{', compiled' if compiled else ''} ...")
+        row = _phase(wl.make(batch), batch, repeats, device)
+        wl.release()
+        return row
+
+    phases: dict[str, dict] = {"finetune_project": project("finetune", False)}
     log("  finetune: official structure ...")
     phases["finetune_official"] = _phase(lambda: official.train_step(x, y, eps, alpha, attack["steps"]),
                                          batch, repeats, device)
     official.opt.zero_grad(set_to_none=True)
     official.model.zero_grad(set_to_none=True)
-    pg = bench.pgd_workload(net, device, amp, steps, no_flops)
-    log(f"  PGD-{steps} eval: project ...")
-    phases["pgd_eval_project"] = _phase(pg.make(batch), batch, repeats, device)
-    del pg
+    phases["pgd_eval_project"] = project("pgd_eval", False)
     log(f"  PGD-{steps} eval: official structure ...")
     phases["pgd_eval_official"] = _phase(lambda: official.pgd_eval(x, y, 1 / 255, 1 / 255, steps), batch, repeats, device)
     official.model.zero_grad(set_to_none=True)
     if compile:
-        ft = bench.finetune_workload(net, params, attack, device, amp, no_flops, compiled=True)
-        log("  finetune: project, compiled ...")
-        phases["finetune_project_compiled"] = _phase(ft.make(batch), batch, repeats, device)
-        ft.release()
-        del ft
-        pg = bench.pgd_workload(net, device, amp, steps, no_flops, compiled=True)
-        log(f"  PGD-{steps} eval: project, compiled ...")
-        phases["pgd_eval_project_compiled"] = _phase(pg.make(batch), batch, repeats, device)
-        del pg
+        phases["finetune_project_compiled"] = project("finetune", True)
+        phases["pgd_eval_project_compiled"] = project("pgd_eval", True)
 
     ratio = {f"{w}{tag}": phases[f"{w}_project{tag}"]["images_per_s"] / phases[f"{w}_official"]["images_per_s"]
              for w in ("finetune", "pgd_eval") for tag in ("", "_compiled") if f"{w}_project{tag}" in phases}

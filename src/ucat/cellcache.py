@@ -30,20 +30,12 @@ from .codedeps import SRC, code_deps
 from .io import atomic_path
 
 FORMAT = "ucat-cell-v1"
-FILES = ("cell.json", "samples.npz")
+JSON_FILE, NPZ_FILE = "cell.json", "samples.npz"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("UCAT_CACHE", ".ucat/cache")) / "cells"
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 @cache
@@ -62,30 +54,31 @@ def key(*, checkpoint_digest: str, data_digest: str, values: dict, cell: dict, d
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _copy(src: Path, dst: str | Path) -> None:
+    with atomic_path(dst) as tmp:       # creates dst's folder too
+        shutil.copyfile(src, tmp)
+
+
 def restore(cell_key: str, json_path: str | Path, npz_path: str | Path) -> bool:
     """Copy a cached cell to its outputs (atomically); False when absent or incomplete."""
     entry = cache_dir() / cell_key
-    sources = [entry / name for name in FILES]
-    if not all(p.is_file() for p in sources):
+    cached_json, cached_npz = entry / JSON_FILE, entry / NPZ_FILE
+    if not (cached_json.is_file() and cached_npz.is_file()):
         return False
     try:                                             # a damaged entry is a miss, not an output
-        json.loads(sources[0].read_text())
-        with zipfile.ZipFile(sources[1]) as zf:
+        json.loads(cached_json.read_text())
+        with zipfile.ZipFile(cached_npz) as zf:
             if zf.testzip() is not None:
                 return False
     except (OSError, ValueError, zipfile.BadZipFile):
         return False
-    for src, dst in zip(sources[::-1], (npz_path, json_path)):   # JSON last: it marks the cell done
-        Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
+    _copy(cached_npz, npz_path)
+    _copy(cached_json, json_path)                    # JSON last: it marks the cell done
     return True
 
 
 def store(cell_key: str, json_path: str | Path, npz_path: str | Path) -> None:
     """Keep a freshly written cell; the entry appears whole or not at all (the JSON is written last)."""
     entry = cache_dir() / cell_key
-    entry.mkdir(parents=True, exist_ok=True)
-    for src, name in ((npz_path, FILES[1]), (json_path, FILES[0])):
-        with atomic_path(entry / name) as tmp:
-            shutil.copyfile(src, tmp)
+    _copy(Path(npz_path), entry / NPZ_FILE)
+    _copy(Path(json_path), entry / JSON_FILE)

@@ -162,7 +162,7 @@ def selection_inputs(params: dict) -> list[str]:
     static and cannot, so there the caveat of docs/api.md stands."""
     if params["finetune"].get("select") != "best_on_test":
         return []
-    return [fill("{data_root}/" + d, params) for d in params["data"]["datasets"]]
+    return [paths.data_dir(params, d) for d in params["data"]["datasets"]]
 
 
 def report_inputs(params: dict) -> list[str]:
