@@ -9,6 +9,8 @@ from pyautoattack.autopgd_base import APGDAttack
 from ucat import attacks
 from ucat.errors import ConfigError
 
+pytestmark = pytest.mark.numerics   # outcomes of attacks on a trained model
+
 
 def accuracy(model, x, y):
     with torch.no_grad():

@@ -122,6 +122,7 @@ def test_step_flops_are_consistent_with_the_forward(params):
     assert f["pgd_eval"] == pytest.approx(7 * f["attack_step"] + fwd)
 
 
+@pytest.mark.numerics
 def test_bf16_autocast_numerics_on_cpu(params):
     num = bench.numerics(params, torch.device("cpu"), n=64)
     assert num["fast_dtype"] == "bfloat16"

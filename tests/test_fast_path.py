@@ -20,6 +20,7 @@ def test_auto_batch_size_on_cpu_and_explicit_values(tiny_clip):
     assert evaluate.choose_batch_size(clf, 7, cpu, None, 10_000) == 7
 
 
+@pytest.mark.numerics
 def test_batch_size_does_not_change_clean_results(tmp_params, tiny_checkpoint):
     data.prepare("demo_shapes", tmp_params)
     out = []
