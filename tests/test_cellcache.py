@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ucat import cellcache, cli, data, evaluate, paths
-from ucat.errors import ConfigError
+from ucat import cache, cellcache, cli, config, data, evaluate, fingerprint, keys, paths
+from ucat.data.integrity import sha256
+from ucat.errors import ConfigError, DataError
 
 CPU = torch.device("cpu")
 
@@ -89,26 +90,149 @@ def test_only_cells_whose_inputs_changed_are_computed(job, tmp_path):
     assert not any(c["restored"] for c in info.values())
 
 
-def test_a_damaged_cache_entry_is_recomputed(job):
+def _entries():
+    return sorted(p for p in cache.cache_dir("cells").iterdir() if not p.name.startswith("."))
+
+
+def _entry_of(cell_name, out):
+    """The cache entry holding the cell written to ``out/<cell_name>.json``."""
+    want = (out / f"{cell_name}.json").read_bytes()
+    found = [e for e in _entries() if (e / "cell.json").read_bytes() == want]
+    assert len(found) == 1
+    return found[0]
+
+
+def _tamper_accuracy(entry):
+    cell = json.loads((entry / "cell.json").read_text())
+    cell["accuracy"] = 0.999
+    (entry / "cell.json").write_text(json.dumps(cell, indent=2) + "\n")
+
+
+def _empty_json(entry):
+    (entry / "cell.json").write_text("{}")
+
+
+def _zero_arrays(entry):
+    with np.load(entry / "samples.npz") as z:
+        arrays = {k: np.zeros_like(z[k]) for k in z.files}
+    evaluate.write_npz(entry / "samples.npz", arrays)
+
+
+def _flip_one_bit(entry):
+    raw = bytearray((entry / "samples.npz").read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (entry / "samples.npz").write_bytes(bytes(raw))
+
+
+def _truncate(entry):
+    (entry / "samples.npz").write_bytes((entry / "samples.npz").read_bytes()[:50])
+
+
+def _consistent_forgery(entry):
+    """Both files changed together and the digests recomputed: only the JSON/arrays check can see it."""
+    _tamper_accuracy(entry)
+    meta = json.loads((entry / "entry.json").read_text())
+    meta["json_sha256"] = sha256(entry / "cell.json")
+    (entry / "entry.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", [_tamper_accuracy, _empty_json, _zero_arrays, _flip_one_bit, _truncate,
+                                    _consistent_forgery], ids=lambda f: f.__name__.strip("_"))
+def test_a_tampered_or_damaged_entry_is_recomputed_never_restored(job, damage):
     params, run, out, ckpt = job
     run()
     first = _bytes(out)
-    entries = sorted(cellcache.cache_dir().iterdir())
-    assert len(entries) == 5
-    for entry in entries:                                    # truncated npz, unreadable JSON
-        (entry / "samples.npz").write_bytes((entry / "samples.npz").read_bytes()[:50])
-    (entries[0] / "cell.json").write_text("{")
+    assert len(_entries()) == 5
+    damage(_entry_of("pgd_eps8", out))
     info = run()
-    assert not any(c["restored"] for c in info.values())
+    assert {n for n, c in info.items() if not c["restored"]} == {"pgd_eps8"}
     assert _bytes(out) == first                              # recomputed: the same bytes again
-    assert all(c["restored"] for c in run().values())        # and the entries repaired
+    assert all(c["restored"] for c in run().values())        # and the entry repaired
 
 
-def test_edited_evaluation_code_misses_the_cache(job, monkeypatch):
+def test_two_writers_of_one_key_never_leave_a_mixed_entry(job, tmp_path):
+    """The second writer's entry is discarded whole: a restore gives one writer's JSON with its own arrays."""
+    params, run, out, ckpt = job
+    run(conditions=[("clean", 0)])
+    entry, = _entries()
+    key = entry.name
+    other = tmp_path / "other"
+    other.mkdir()
+    z = dict(np.load(out / "clean_eps0.npz"))
+    z["pred"] = (z["pred"] + 1) % 6                          # another writer's (different) result
+    evaluate.write_npz(other / "c.npz", z)
+    (other / "c.json").write_text((out / "clean_eps0.json").read_text())
+    cellcache.store(key, {}, other / "c.json", other / "c.npz")
+    assert (entry / "samples.npz").read_bytes() == (out / "clean_eps0.npz").read_bytes()
+    assert [p.name for p in cache.cache_dir("cells").iterdir()] == [key]   # no temporary folder left
+
+    import threading
+
+    def writer(i):
+        cellcache.store(key, {"writer": i}, out / "clean_eps0.json", out / "clean_eps0.npz")
+
+    cache.remove(entry)
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.name for p in cache.cache_dir("cells").iterdir()] == [key]
+    assert all(c["restored"] for c in run(conditions=[("clean", 0)]).values())
+
+
+def test_changed_data_under_a_warm_cache_stops_the_job(job, tmp_path):
     params, run, out, ckpt = job
     run()
-    monkeypatch.setattr(cellcache, "code_digest", lambda: "edited")
+    npz = tmp_path / "data" / "demo_shapes" / "images.npz"
+    original = npz.read_bytes()
+    raw = bytearray(original)
+    raw[-100] ^= 1
+    npz.write_bytes(bytes(raw))                              # one byte of the images
+    with pytest.raises(DataError, match="changed since .*MANIFEST.json"):
+        run()
+    npz.write_bytes(original)
+    assert all(c["restored"] for c in run().values())        # the same bytes again: verified, restored
+    (tmp_path / "data" / "demo_shapes" / "notes.txt").write_text("stray")
+    with pytest.raises(DataError, match="notes.txt added"):
+        run()
+
+
+def test_edited_evaluation_code_or_class_names_miss_the_cache(job, edit_package):
+    params, run, out, ckpt = job
+    run()
+    edit_package("metrics.py", "def summarize(", "def summarize(  ")
     assert not any(c["restored"] for c in run().values())
+    assert all(c["restored"] for c in run().values())
+    edit_package("data/classnames/cifar10.json", '"airplane"', '"aeroplane"')   # a data file the code reads
+    assert not any(c["restored"] for c in run().values())
+
+
+@pytest.mark.parametrize("key, value", [("run.compile", True), ("run.precision", "bf16"),
+                                        ("evaluate.batch_size", 7), ("evaluate.tau_prime", 1.0)])
+def test_every_setting_the_cell_reads_is_in_its_key(job, key, value):
+    params, run, out, ckpt = job
+    run(conditions=[("clean", 0)])
+    changed = copy.deepcopy(params)
+    section, leaf = key.split(".")
+    changed[section][leaf] = value
+    assert cellcache.key(params=config.select(changed, keys.evaluate_params("clean")), inputs={}, device=CPU,
+                         extra={}) != cellcache.key(params=config.select(params, keys.evaluate_params("clean")),
+                                                    inputs={}, device=CPU, extra={})
+
+
+def test_library_versions_and_threads_are_in_the_key(monkeypatch):
+    base = cellcache.key(params={}, inputs={}, device=CPU, extra={})
+    installed = fingerprint.library_versions()
+    monkeypatch.setattr(fingerprint, "library_versions", lambda: {**installed, "numpy": "0"})
+    assert cellcache.key(params={}, inputs={}, device=CPU, extra={}) != base
+    monkeypatch.undo()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3 if threads != 3 else 2)
+        assert cellcache.key(params={}, inputs={}, device=CPU, extra={}) != base
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_cli_out_paths_need_one_cell(job, capsys):

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from ucat import data, methods, models, train
+from ucat import data, fingerprint, losses, methods, models, train
 from ucat import cli
 from ucat.errors import ConfigError, TrainingError
 
@@ -41,6 +41,7 @@ def test_loss_finite_and_gradients_only_in_image_tower(method, tiny_clip, params
     assert torch.equal(model.class_features, before)  # text side untouched
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("method", ["tecoa", "ucat"])
 def test_one_step_lowers_the_loss(method, tiny_clip, params):
     from ucat.data import demo
@@ -86,7 +87,12 @@ def test_killed_run_resumes_to_identical_weights(setup, tmp_path, kill_at):
     assert steps == list(range(1, 7))  # the whole curve: no duplicated or missing rows after resume
 
 
-def test_checkpoint_from_other_parameters_is_not_resumed(setup, tmp_path):
+def _state_for(params, backbone, path, method="ucat"):
+    record = train.fingerprint_record(params, method, backbone, torch.device("cpu"))
+    return train._load_state(path, fingerprint.digest(record), record)
+
+
+def test_checkpoint_from_other_parameters_is_not_resumed(setup, tmp_path, capsys):
     params, backbone = setup
     cpu = torch.device("cpu")
     out = tmp_path / "r"
@@ -94,8 +100,46 @@ def test_checkpoint_from_other_parameters_is_not_resumed(setup, tmp_path):
                    stop_after_steps=1)
     changed = copy.deepcopy(params)
     changed["ucat"]["tau_prime"] = 0.5
-    assert train._load_state(out / "ck" / "last.pt", train.fingerprint(changed, "ucat", backbone)) is None
-    assert train._load_state(out / "ck" / "last.pt", train.fingerprint(params, "ucat", backbone)) is not None
+    assert _state_for(changed, backbone, out / "ck" / "last.pt") is None
+    assert "not resumed" in capsys.readouterr().err
+    assert _state_for(params, backbone, out / "ck" / "last.pt") is not None
+
+
+def test_a_finished_run_is_retrained_after_its_loss_is_edited(setup, tmp_path, edit_package, monkeypatch, capsys):
+    """Editing losses.py must give the new code's model, not the final resume state's old weights."""
+    params, backbone = setup
+    cpu, out = torch.device("cpu"), tmp_path / "r"
+    train.finetune(params, "ucat", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False)
+    old = (out / "model.pt").read_bytes()
+    edit_package("losses.py", "def ucat_loss(", "def ucat_loss(  ")       # the edit as the key sees it ...
+    real = losses.ucat_loss
+
+    def doubled(*a, **k):                                                # ... and as the code runs it
+        out_ = real(*a, **k)
+        return {**out_, "loss": 2 * out_["loss"] - out_["ce"]}          # the KL term doubled
+
+    monkeypatch.setattr(losses, "ucat_loss", doubled)
+    train.finetune(params, "ucat", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False)
+    err = capsys.readouterr().err
+    assert "not resumed" in err and "src/ucat/losses.py" in err
+    assert (out / "model.pt").read_bytes() != old
+    a, _ = _weights(out / "model.pt")
+    monkeypatch.setattr(losses, "ucat_loss", real)
+    fresh = tmp_path / "fresh"
+    train.finetune(params, "ucat", backbone, fresh / "model.pt", fresh / "ck", fresh / "live", cpu, progress=False)
+    b, _ = _weights(fresh / "model.pt")
+    assert any(not torch.equal(a[k], b[k]) for k in a)                  # the edited loss really trained
+
+
+def test_resumed_curves_keep_lf_line_endings(setup, tmp_path):
+    params, backbone = setup
+    cpu, out = torch.device("cpu"), tmp_path / "r"
+    train.finetune(params, "ucat", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False,
+                   stop_after_steps=2)
+    train.finetune(params, "ucat", backbone, out / "model.pt", out / "ck", out / "live", cpu, progress=False)
+    for tsv in (out / "live" / "plots").rglob("*.tsv"):
+        raw = tsv.read_bytes()
+        assert b"\r" not in raw and raw.count(b"\n") == 4, tsv          # header + 3 steps
 
 
 def test_bad_method_writes_nothing(setup, tmp_path):

@@ -90,17 +90,18 @@ def scores(logits, labels, temperature: float = 1.0, n_bins: int = 15) -> dict:
 
 
 @torch.no_grad()
-def heldout_logits(params: dict, checkpoint: str | Path, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def heldout_logits(params: dict, checkpoint: str | Path, device: torch.device,
+                   use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Clean logits and labels of ``checkpoint`` on the held-out split (zero-shot head of the fine-tuning classes)."""
-    from . import models, prompts
+    from . import models, prompts, textcache
     from .data.heldout import heldout_dataset
     from .evaluate import choose_batch_size
 
     clip_model, arch, _ = models.load_checkpoint(checkpoint)
     images, names = heldout_dataset(params, clip_model.visual.image_size[0])
     # the head the model is trained and evaluated with (prompt.source), from the shared text cache
-    model = models.ZeroShotClassifier.from_prompts(
-        clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device, cache=True)
+    model = textcache.classifier(clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names),
+                                 device, use_cache)
     model.requires_grad_(False)
     del clip_model
     amp = models.autocast_dtype(params["run"]["precision"], device)
@@ -114,11 +115,12 @@ def heldout_logits(params: dict, checkpoint: str | Path, device: torch.device) -
     return torch.cat(zs).numpy(), torch.cat(ys).numpy()
 
 
-def calibrate_model(params: dict, checkpoint: str | Path, device: torch.device, method: str, backbone: str) -> dict:
+def calibrate_model(params: dict, checkpoint: str | Path, device: torch.device, method: str, backbone: str,
+                    use_cache: bool = True) -> dict:
     """Fit ``T`` for one model on the held-out split; the record ``ucat calibrate`` writes."""
     from .data.heldout import heldout_split
 
-    logits, labels = heldout_logits(params, checkpoint, device)
+    logits, labels = heldout_logits(params, checkpoint, device, use_cache)
     t = fit_temperature(logits, labels)
     bins = params["evaluate"]["ece_bins"]
     before, after = scores(logits, labels, 1.0, bins), scores(logits, labels, t, bins)

@@ -4,54 +4,37 @@ One evaluation job scores every condition (clean, each attack at each ε) of one
 the model, data and text features load once instead of once per cell.  The engines rerun a job
 when any of its cells' inputs change (a new ε, one attack's settings, an edited module) and
 delete its outputs first, so without this cache a new ε would re-attack every old one.  Each
-cell is keyed by the sha256 of everything that decides its bytes:
+cell is keyed by :mod:`ucat.fingerprint` (the checkpoint's bytes, the data set's verified
+manifest, the values of the keys the cell reads, the cell itself, the evaluation's code and data
+files, the library versions, the device) and a hit restores its metrics JSON and per-sample npz
+byte for byte.
 
-- the checkpoint file's bytes and the data set's ``MANIFEST.json`` (which fingerprints its files),
-- the values of the parameter keys the cell reads (``ucat.keys.evaluate_params``),
-- the cell (method, data set, attack, ε), the device type, torch's version,
-- the source of every package module the evaluation runs (``ucat.codedeps.code_deps``);
-
-a hit restores the cell's metrics JSON and per-sample npz byte for byte.  The cache lives in
-``$UCAT_CACHE/cells`` (default ``.ucat/cache/cells``); deleting it only costs time.  Entries are
-written atomically; a damaged one is recomputed.
+An entry is a folder (``cell.json``, ``samples.npz``, ``entry.json`` with the sha256 of both and
+the key's record) committed with one rename, so concurrent writers never mix their files.  A
+restore checks both digests and that the JSON is exactly what the arrays give
+(:func:`ucat.metrics.cell_summary`); an entry that fails is deleted and the cell recomputed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import zipfile
-from functools import cache
+import tempfile
 from pathlib import Path
 
-from .codedeps import SRC, code_deps
-from .io import atomic_path
+from . import cache, fingerprint
+from .data.integrity import sha256
+from .io import UMASK, atomic_path
 
-FORMAT = "ucat-cell-v1"
-JSON_FILE, NPZ_FILE = "cell.json", "samples.npz"
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("UCAT_CACHE", ".ucat/cache")) / "cells"
+FORMAT = "ucat-cell-v2"
+JSON_FILE, NPZ_FILE, ENTRY_FILE = "cell.json", "samples.npz", "entry.json"
 
 
-@cache
-def code_digest() -> str:
-    """sha256 over the evaluation's package modules (path and bytes of each)."""
-    h = hashlib.sha256()
-    for rel in code_deps("ucat.evaluate"):
-        h.update(rel.encode() + b"\0")
-        h.update((PACKAGE_DIR / Path(rel).relative_to(SRC)).read_bytes())
-    return h.hexdigest()
-
-
-def key(*, checkpoint_digest: str, data_digest: str, values: dict, cell: dict, device: str, torch_version: str) -> str:
-    record = {"format": FORMAT, "checkpoint": checkpoint_digest, "data": data_digest, "params": values,
-              "cell": cell, "device": device, "torch": torch_version, "code": code_digest()}
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+def key(**parts) -> tuple[str, dict]:
+    """The cell's key and its record (``fingerprint.record`` of kind ``cell``)."""
+    rec = fingerprint.record("cell", code=("ucat.evaluate",), **parts)
+    return fingerprint.digest(rec), rec
 
 
 def _copy(src: Path, dst: str | Path) -> None:
@@ -59,26 +42,54 @@ def _copy(src: Path, dst: str | Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def restore(cell_key: str, json_path: str | Path, npz_path: str | Path) -> bool:
-    """Copy a cached cell to its outputs (atomically); False when absent or incomplete."""
-    entry = cache_dir() / cell_key
-    cached_json, cached_npz = entry / JSON_FILE, entry / NPZ_FILE
-    if not (cached_json.is_file() and cached_npz.is_file()):
+def _valid(entry: Path, consistent) -> bool:
+    try:
+        meta = json.loads((entry / ENTRY_FILE).read_text())
+        if meta.get("format") != FORMAT:
+            return False
+        if sha256(entry / JSON_FILE) != meta["json_sha256"] or sha256(entry / NPZ_FILE) != meta["npz_sha256"]:
+            return False
+        return bool(consistent(entry / JSON_FILE, entry / NPZ_FILE))
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    try:                                             # a damaged entry is a miss, not an output
-        json.loads(cached_json.read_text())
-        with zipfile.ZipFile(cached_npz) as zf:
-            if zf.testzip() is not None:
-                return False
-    except (OSError, ValueError, zipfile.BadZipFile):
+
+
+def restore(cell_key: str, json_path: str | Path, npz_path: str | Path, consistent) -> bool:
+    """Copy a verified cached cell to its outputs (atomically); False when absent or damaged.
+
+    ``consistent(json_file, npz_file)`` says whether the JSON is what the arrays give.  A damaged
+    entry is deleted, so the recomputed cell can take its place."""
+    entry = cache.cache_dir("cells") / cell_key
+    if not entry.is_dir():
         return False
-    _copy(cached_npz, npz_path)
-    _copy(cached_json, json_path)                    # JSON last: it marks the cell done
+    if not _valid(entry, consistent):
+        cache.remove(entry)
+        return False
+    _copy(entry / NPZ_FILE, npz_path)
+    _copy(entry / JSON_FILE, json_path)             # JSON last: it marks the cell done
+    cache.touch(entry)
     return True
 
 
-def store(cell_key: str, json_path: str | Path, npz_path: str | Path) -> None:
-    """Keep a freshly written cell; the entry appears whole or not at all (the JSON is written last)."""
-    entry = cache_dir() / cell_key
-    _copy(Path(npz_path), entry / NPZ_FILE)
-    _copy(Path(json_path), entry / JSON_FILE)
+def store(cell_key: str, record: dict, json_path: str | Path, npz_path: str | Path) -> None:
+    """Keep a freshly written cell: the entry appears whole, with one rename, or not at all.
+
+    When another writer committed the same key first, its entry stays (same inputs, same bytes)."""
+    folder = cache.cache_dir("cells")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cell_key[:16]}.", dir=folder))
+    try:
+        shutil.copyfile(json_path, tmp / JSON_FILE)
+        shutil.copyfile(npz_path, tmp / NPZ_FILE)
+        meta = {"format": FORMAT, "json_sha256": sha256(tmp / JSON_FILE), "npz_sha256": sha256(tmp / NPZ_FILE),
+                "record": record}
+        (tmp / ENTRY_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n")
+        os.chmod(tmp, 0o777 & ~UMASK)               # mkdtemp's 0700 would hide it from a shared cache's users
+        try:
+            os.rename(tmp, folder / cell_key)       # atomic; fails if the entry exists (another writer won)
+        except OSError:
+            if not (folder / cell_key).is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override one parameter, e.g. --set ucat.tau_prime=0.1 (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _no_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true",
+                   help="read no cache (class text features, evaluated cells): compute afresh; fresh results are "
+                        "still stored (`ucat cache --help`)")
 
 
 def _setup(args, gpu: bool = True):
@@ -92,7 +99,7 @@ def cmd_finetune(args) -> int:
     meta = train.finetune(
         params, args.method, args.backbone or paths.BACKBONE.format(**at), args.out or paths.FINETUNED.format(**at),
         args.checkpoint_dir or paths.CHECKPOINTS.format(**at), args.live_dir or paths.TRAIN_LIVE.format(**at),
-        device, progress=not args.quiet, stop_after_steps=args.stop_after_steps)
+        device, progress=not args.quiet, stop_after_steps=args.stop_after_steps, use_cache=not args.no_cache)
     print(f"finetune {args.method}: {json.dumps(meta)}")
     return 0
 
@@ -135,7 +142,7 @@ def cmd_calibrate(args) -> int:
     methods.get(args.method)
     b = _backbone_id(args, params)
     record = calibration.calibrate_model(params, args.checkpoint or paths.model_for(b, args.method), device,
-                                         args.method, b)
+                                         args.method, b, use_cache=not args.no_cache)
     out = args.out or paths.CALIBRATION.format(backbone=b, method=args.method)
     write_json(out, record)
     print(f"{b}/{args.method}: temperature {record['temperature']:.4g} on {record['fitted_on']['n']} held-out "
@@ -192,6 +199,43 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def _check_params_unchanged() -> None:
+    """Stop (non-zero: DVC then records nothing) if the parameters file changed while the command ran."""
+    from . import config
+    from .errors import ConfigError
+
+    changed = config.changed_since_load()
+    if changed:
+        raise ConfigError(f"the parameters changed while this command ran ({changed}); its outputs were made with "
+                          f"the values read at its start and are not recorded as current: run it again")
+
+
+def cmd_cache(args) -> int:
+    from . import cache
+
+    if args.action == "info":
+        found = cache.entries()
+        print(f"cache: {cache.root()}" + ("  ($UCAT_CACHE)" if "UCAT_CACHE" in os.environ else ""))
+        for kind in cache.KINDS:
+            mine = [e for e in found if e.kind == kind]
+            print(f"  {kind:9s} {len(mine):6d} entries  {cache.human(sum(e.size for e in mine)):>10s}")
+        print(f"  {'total':9s} {len(found):6d} entries  {cache.human(sum(e.size for e in found)):>10s}")
+        return 0
+    from .errors import ConfigError
+
+    if args.max_size is None and args.older_than is None:
+        raise ConfigError("cache prune: give --max-size SIZE and/or --older-than DAYS")
+    try:
+        max_bytes = None if args.max_size is None else cache.parse_size(args.max_size)
+    except ValueError as exc:
+        raise ConfigError(f"--max-size: {exc}") from None
+    if args.older_than is not None and not args.older_than >= 0:
+        raise ConfigError(f"--older-than: must be a number of days >= 0, got {args.older_than}")
+    removed = cache.prune(max_bytes, None if args.older_than is None else args.older_than * 86400)
+    print(f"removed {len(removed)} entries ({cache.human(sum(e.size for e in removed))}) from {cache.root()}")
+    return 0
+
+
 class _DataHelp(argparse._HelpAction):
     """``ucat data --help`` lists the data set names; built on demand (it imports torchvision)."""
 
@@ -242,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-dir", help=f"dvclive metrics (default: {paths.TRAIN_LIVE})")
     p.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)
     _common(p)
+    _no_cache(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="attack and score one (method, data set): clean and every attack x eps",
@@ -258,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-json", help=f"metrics (default: {paths.EVAL_JSON})")
     p.add_argument("--out-npz", help=f"per-sample arrays (default: {paths.EVAL_NPZ})")
     p.add_argument("--run-info", help="also write seconds, images/s, batch size and versions here (not a metric)")
-    p.add_argument("--no-cache", action="store_true", help="compute every cell, even one the cell cache holds")
     _common(p)
+    _no_cache(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="fit the temperature-scaling baseline of one model on the held-out split",
@@ -270,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model (default: the method's fine-tuned model, or the backbone for clip)")
     p.add_argument("--out", help=f"JSON to write (default: {paths.CALIBRATION})")
     _common(p)
+    _no_cache(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("report", help="tables, figures and metrics summaries from the evaluation metrics",
@@ -291,6 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_prompts)
 
+    p = sub.add_parser("cache", help="show the size of the text-feature and cell caches, or trim them",
+                       description="The caches (class text features, evaluated cells, verified data folders) live in "
+                                   "$UCAT_CACHE, else .ucat/cache in the project root. Every entry is keyed on all "
+                                   "that decides its bytes and verified when read: deleting any of it only costs "
+                                   "time. prune removes entries unused for --older-than days, then the least "
+                                   "recently used until the total is at most --max-size.")
+    p.add_argument("action", choices=["info", "prune"])
+    p.add_argument("--max-size", metavar="SIZE", help="prune down to this total, e.g. 20G or 500M")
+    p.add_argument("--older-than", type=float, metavar="DAYS", help="prune entries unused for this many days")
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("bench", help="measure images/s, FLOP utilisation and memory of fine-tuning and PGD evaluation")
     p.add_argument("--out", default="results/bench.json", help="JSON with the figures (default: %(default)s)")
     p.add_argument("--model", default="auto", help="auto: ViT-B-32 on GPU and the demo model on CPU; or demo, ViT-B-32")
@@ -309,7 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        if code == 0:
+            _check_params_unchanged()
+        return code
     except UcatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,10 @@
-"""The package modules a stage executes, found statically: code is a dependency of its stage.
+"""The package files a stage executes or reads, found statically: code is a dependency of its stage.
 
 Both engines list them as inputs (an edit reruns exactly the stages that run the edited code),
-and the evaluation's cell cache hashes them.  AST only: importing this never imports torch.
+and every cache key hashes them (:mod:`ucat.fingerprint`).  Modules are found from the imports;
+the data files shipped in the package (class-name lists, the schema, the published tables) are
+declared in :data:`PACKAGE_DATA` by the module that reads them, so an edited class-name list is
+an edited input like an edited module.  AST only: importing this never imports torch.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ SRC = "src/ucat"          # the package as seen from the repository root (where 
 # (and, for the stages that use a device, ucat.gpus's per-job GPU assignment)
 COMMON_CODE = ["ucat", "ucat.cli", "ucat.config", "ucat.paths", "ucat.methods", "ucat.attacks", "ucat.models",
                "ucat.gpus"]
+# package data files (globs relative to the package) -> the module that reads them; every
+# non-Python file of the package must be claimed here (tests/test_codedeps.py)
+PACKAGE_DATA = {
+    "ucat.config": ("resources/params.schema.yaml",),
+    "ucat.data.real.classes": ("data/classnames/*.json",),
+    "ucat.report.reference": ("report/reference/*.csv", "report/reference/*.md"),
+}
 
 
 def _module_file(module: str) -> Path | None:
@@ -52,7 +62,8 @@ def _imports(module: str, path: Path, top_level_only: bool) -> set[str]:
 
 @functools.cache
 def code_deps(*entries: str) -> tuple[str, ...]:
-    """Source files (repository-relative) of ``entries`` and every package module they import.
+    """Source files (repository-relative) of ``entries``, every package module they import, and the
+    package data files those modules read (:data:`PACKAGE_DATA`).
 
     ``ucat.cli`` is read for its top-level imports only (its subcommands import their
     stage module lazily, which the entry names).  Static (AST), so torch is never imported.
@@ -68,6 +79,8 @@ def code_deps(*entries: str) -> tuple[str, ...]:
             raise ValueError(f"workflow: no module {module}")
         seen[module] = path
         todo += [(m, False) for m in _imports(module, path, top)]
-    files = {f"{SRC}/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in seen.values()}
-    files.add(f"{SRC}/resources/params.schema.yaml")
-    return tuple(sorted(files))
+    found = set(seen.values())
+    for module in seen:
+        for pattern in PACKAGE_DATA.get(module, ()):
+            found.update(PACKAGE_DIR.glob(pattern))
+    return tuple(sorted(f"{SRC}/{p.relative_to(PACKAGE_DIR).as_posix()}" for p in found))

@@ -113,8 +113,44 @@ def _parse_yaml(text: str, source: str):
         raise ConfigError(f"{source}: not valid YAML{where}: {' '.join(str(what).split())}") from None
 
 
+# what each load returned, so a command can check at its end that the file did not change under it
+_LOADED: dict[tuple[str, tuple[str, ...]], dict] = {}
+
+
 def load(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) -> dict:
     """Read and validate a parameters file; ``overrides`` are ``key.sub=value`` strings (YAML values)."""
+    params = _load(path, overrides)
+    _LOADED[(str(Path(path).resolve()), tuple(overrides or ()))] = copy.deepcopy(params)
+    return params
+
+
+def changed_since_load() -> str | None:
+    """Which value of a parameters file loaded by this process differs now (None: none does).
+
+    DVC runs a stage on the live params.yaml and records the values it finds after the stage:
+    an edit made while the stage ran would pair outputs with values they were not made with."""
+    for (path, overrides), then in _LOADED.items():
+        try:
+            now = _load(path, list(overrides))
+        except ConfigError as exc:
+            return f"{path} is no longer valid ({exc})"
+        diff = _first_difference(then, now)
+        if diff is not None:
+            return f"{path}: {diff}"
+    return None
+
+
+def _first_difference(a, b, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+            if d is not None:
+                return d
+        return None
+    return None if a == b else f"{prefix.rstrip('.')} was {a!r}, now {b!r}"
+
+
+def _load(path: str | Path, overrides: list[str] | None) -> dict:
     params = read_yaml(path)
     for item in overrides or []:
         key, sep, raw = item.partition("=")

@@ -12,6 +12,7 @@ what temperature scaling rescales.
 
 from __future__ import annotations
 
+import json
 import time
 import zipfile
 from pathlib import Path
@@ -21,9 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from . import attacks, data, metrics, models, prompts
+from . import attacks, data, metrics, models, prompts, textcache
 from .errors import CheckpointError, ConfigError
-from .io import atomic_path, write_json
+from .io import atomic_path, json_text, write_json
 
 
 def choose_batch_size(model, requested, device: torch.device, amp, num_items: int, cap: int = 4096) -> int:
@@ -74,13 +75,13 @@ class Evaluator:
     """One checkpoint on one data set, loaded once (model, text features, data loader): scores any cell."""
 
     def __init__(self, params: dict, checkpoint: str | Path, dataset: str, device: torch.device,
-                 method: str | None = None, progress: bool = True):
+                 method: str | None = None, progress: bool = True, use_cache: bool = True):
         self.params, self.dataset, self.device, self.method, self.progress = params, dataset, device, method, progress
         ev = params["evaluate"]
         clip_model, arch, _ = models.load_checkpoint(checkpoint)
         images, names = data.open_eval(dataset, params, clip_model.visual.image_size[0])
-        model = models.ZeroShotClassifier.from_prompts(clip_model, arch, prompts.class_prompts(dataset, params, names),
-                                                       device, cache=True)
+        model = textcache.classifier(clip_model, arch, prompts.class_prompts(dataset, params, names), device,
+                                     use_cache)
         model.requires_grad_(False)  # attacks need input gradients only
         del clip_model
         if models.compile_wanted(params["run"]["compile"], device):
@@ -90,6 +91,9 @@ class Evaluator:
         self.batch_size = choose_batch_size(model, ev["batch_size"], device, self.amp, len(images))
         self.loader = DataLoader(WithSampleIds(images), batch_size=self.batch_size, shuffle=False,
                                  num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda")
+
+    def cell(self, attack: str, eps: int) -> dict:
+        return {"method": self.method, "dataset": self.dataset, "attack": attack, "eps": 0 if attack == "clean" else eps}
 
     def score(self, attack: str, eps: int, run_info: dict | None = None) -> tuple[dict, dict]:
         """Attack and score one cell; returns ``(summary, per_sample_arrays)``.
@@ -115,15 +119,30 @@ class Evaluator:
             chunks.append({"sample_id": ids.numpy().astype(np.int64), **chunk,
                            "logits": logits.detach().float().cpu().numpy()})
         samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-        summary = {"method": self.method, "dataset": self.dataset, "attack": attack,
-                   "eps": 0 if attack == "clean" else eps, "num_classes": model.num_classes,
-                   **metrics.summarize(samples, ev["ece_bins"]), "uncertainty_convention": ev["uncertainty"]}
+        summary = cell_summary(samples, self.cell(attack, eps), model.num_classes, ev)
         if run_info is not None:
             seconds = time.time() - start
             run_info.update(batch_size=self.batch_size, seconds=round(seconds, 2),
                             images_per_second=round(len(samples["label"]) / max(seconds, 1e-9), 1),
                             device=str(device), threads=torch.get_num_threads(), torch=torch.__version__)
         return summary, samples
+
+
+def cell_summary(samples: dict, cell: dict, num_classes: int, ev: dict) -> dict:
+    """A cell's metrics JSON: a function of its per-sample arrays (and of the cell and the settings)."""
+    return {**cell, "num_classes": int(num_classes), **metrics.summarize(samples, ev["ece_bins"]),
+            "uncertainty_convention": ev["uncertainty"]}
+
+
+def consistent_with_samples(cell: dict, ev: dict):
+    """``(json_file, npz_file) -> bool``: the JSON is exactly what :func:`cell_summary` gives for the arrays."""
+    def check(json_file: Path, npz_file: Path) -> bool:
+        stored = json.loads(Path(json_file).read_text())
+        with np.load(npz_file) as z:
+            samples = {k: z[k] for k in z.files}
+        expected = cell_summary(samples, cell, stored.get("num_classes", -1), ev)
+        return Path(json_file).read_text() == json_text(expected)
+    return check
 
 
 def check_cell(attack: str, eps: int) -> None:
@@ -146,9 +165,11 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
                      use_cache: bool = True) -> dict:
     """Score every condition (default: ``paths.conditions(params)``) of one (model, data set) and write
     each cell as soon as it is done; cells whose inputs were seen before are restored from
-    :mod:`ucat.cellcache` and the model is loaded only if some cell must be computed.
+    :mod:`ucat.cellcache` (verified) and the model is loaded only if some cell must be computed.
+    The data set is verified against its manifest first, cached or not.
 
-    ``out_paths(attack, eps)`` gives the cell's (json, npz) paths.  Returns run information per cell.
+    ``out_paths(attack, eps)`` gives the cell's (json, npz) paths.  ``use_cache=False`` reads no
+    cache (cells, text features) and stores the fresh results.  Returns run information per cell.
     """
     from . import cellcache, config, keys, paths
     from .data.integrity import sha256
@@ -156,33 +177,29 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
     conditions = conditions if conditions is not None else paths.conditions(params)
     for attack, eps in conditions:
         check_cell(attack, eps)
-    cell_keys = {}
-    if use_cache:
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(f"{checkpoint}: checkpoint not found")
-        ckpt, manifest = sha256(checkpoint), data.manifest_path(dataset, params)
-        data_digest = sha256(manifest) if manifest.is_file() else "missing"
-        for attack, eps in conditions:
-            cell_keys[attack, eps] = cellcache.key(
-                checkpoint_digest=ckpt, data_digest=data_digest,
-                values=config.select(params, keys.evaluate_params(attack)),
-                cell={"method": method, "dataset": dataset, "attack": attack, "eps": eps},
-                device=device.type, torch_version=torch.__version__)
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    inputs = {"checkpoint": sha256(checkpoint), "data": data.verified_digest(dataset, params)}
+    cells = {(a, e): {"method": method, "dataset": dataset, "attack": a, "eps": 0 if a == "clean" else e}
+             for a, e in conditions}
     info: dict = {}
     evaluator = None
     for attack, eps in conditions:
         name = f"{attack}_eps{eps}"
         json_path, npz_path = out_paths(attack, eps)
-        if use_cache and cellcache.restore(cell_keys[attack, eps], json_path, npz_path):
+        cell = cells[attack, eps]
+        cell_key, record = cellcache.key(params=config.select(params, keys.evaluate_params(attack)), inputs=inputs,
+                                         device=device, extra=cell)
+        consistent = consistent_with_samples(cell, params["evaluate"])
+        if use_cache and cellcache.restore(cell_key, json_path, npz_path, consistent):
             info[name] = {"restored": True}
             continue
         if evaluator is None:
-            evaluator = Evaluator(params, checkpoint, dataset, device, method, progress)
+            evaluator = Evaluator(params, checkpoint, dataset, device, method, progress, use_cache)
         cell_info: dict = {}
         summary, samples = evaluator.score(attack, eps, cell_info)
         write_outputs(summary, samples, json_path, npz_path)
-        if use_cache:
-            cellcache.store(cell_keys[attack, eps], json_path, npz_path)
+        cellcache.store(cell_key, record, json_path, npz_path)
         info[name] = {"restored": False, "accuracy": summary["accuracy"], **cell_info}
     return info
 

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)
+os.umask(UMASK)
 
 
 @contextlib.contextmanager
@@ -31,16 +31,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def json_text(obj: Any) -> str:
+    """The exact text :func:`write_json` writes (so a stored file can be compared with a value)."""
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json_text(obj))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from . import methods
 
 BACKBONE_PARAMS = ["run.seed", "backbone"]  # the whole section: DVC params cannot name a list entry
-FINETUNE_COMMON = ["run.seed", "run.precision", "finetune", "prompt", "data.finetune", "data.demo_train_per_class",
+FINETUNE_COMMON = ["run.seed", "run.precision", "run.compile", "finetune", "prompt", "data.finetune", "data.demo_train_per_class",
                    "data.preprocess"]
 # DVC applies one params list to every matrix instance, so each fine-tuning instance lists
 # every method section; a change to another method's section reruns it as a no-op (the
 # checkpoint's fingerprint covers only its own sections: it restores the final weights,
 # byte-identical, in seconds, and nothing downstream reruns).  Snakemake is exact.
 METHOD_SECTIONS = sorted({s for m in methods.METHODS.values() for s in m.sections})
-EVALUATE_COMMON = ["run.seed", "run.precision", "prompt", "data.subsample", "data.preprocess", "evaluate.batch_size",
+EVALUATE_COMMON = ["run.seed", "run.precision", "run.compile", "prompt", "data.subsample", "data.preprocess", "evaluate.batch_size",
                    "evaluate.ece_bins", "evaluate.uncertainty", "evaluate.tau_prime"]
 REPORT_PARAMS = ["methods", "data.datasets", "data.source", "evaluate.attacks", "evaluate.eps", "evaluate.pgd", "evaluate.cw",
                  "backbone.models", "report",

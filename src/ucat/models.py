@@ -5,7 +5,8 @@ Invariants
   them inside, so attacks and their ε-balls live in pixel space, as in the paper.
 - Class text features are computed once (the text tower is frozen) and stored as a
   buffer; the text tower is not even kept on the classifier.  Pipeline stages share them
-  across jobs through a content-addressed cache (:mod:`ucat.textcache`).
+  across jobs through a content-addressed cache (:mod:`ucat.textcache`, which builds on this
+  module, never the other way round).
 - Checkpoints written by :func:`save_checkpoint` record the architecture next to the
   weights and reload bit-exactly with :func:`load_checkpoint` (``weights_only=True``).
 """
@@ -175,22 +176,21 @@ class ZeroShotClassifier(nn.Module):
 
     @classmethod
     def from_clip(cls, model: nn.Module, arch: dict, classnames: Sequence[str], templates: Sequence[str],
-                  device: torch.device | str = "cpu", cache: bool = False) -> "ZeroShotClassifier":
-        return cls.from_prompts(model, arch, [[t.format(c) for t in templates] for c in classnames], device, cache)
+                  device: torch.device | str = "cpu") -> "ZeroShotClassifier":
+        return cls.from_prompts(model, arch, [[t.format(c) for t in templates] for c in classnames], device)
 
     @classmethod
     def from_prompts(cls, model: nn.Module, arch: dict, prompts: Sequence[Sequence[str]],
-                     device: torch.device | str = "cpu", cache: bool = False) -> "ZeroShotClassifier":
-        """From ready prompts, one list per class (``ucat.prompts.class_prompts``).
+                     device: torch.device | str = "cpu") -> "ZeroShotClassifier":
+        """From ready prompts, one list per class (``ucat.prompts.class_prompts``); the pipeline's
+        stages take the features from the shared cache instead (``ucat.textcache.classifier``)."""
+        return cls.from_features(model, prompt_features(model, arch, prompts, device), device)
 
-        ``cache``: read/write the class features in the content-addressed cache (:mod:`ucat.textcache`)."""
-        if cache:
-            from .textcache import prompt_features as cached
-
-            feats = cached(model, arch, prompts, device)
-        else:
-            feats = prompt_features(model, arch, prompts, device)
-        return cls.on_visual(model, copy.deepcopy(model.visual), feats, device)
+    @classmethod
+    def from_features(cls, model: nn.Module, class_features: torch.Tensor,
+                      device: torch.device | str = "cpu") -> "ZeroShotClassifier":
+        """On a copy of ``model``'s image tower, with the given class features."""
+        return cls.on_visual(model, copy.deepcopy(model.visual), class_features, device)
 
     @classmethod
     def on_visual(cls, model: nn.Module, visual: nn.Module, class_features: torch.Tensor,

@@ -9,8 +9,11 @@ linear warm-up then cosine decay, bf16 autocast on GPU.
 Resumability: ``checkpoint_dir/last.pt`` holds weights, optimiser, scheduler, attack RNG
 and the step; it is written atomically every ``checkpoint_every`` steps and at the end of
 every epoch.  The data order is a function of (seed, epoch), so a killed run resumed from
-its checkpoint ends with exactly the weights of an uninterrupted one.  A checkpoint made
-under other parameters (fingerprint mismatch) is ignored, never silently mixed in.
+its checkpoint ends with exactly the weights of an uninterrupted one.  The state carries the
+:mod:`ucat.fingerprint` record of everything that decides the weights (code and data files the
+stage runs, parameters, backbone bytes, the fine-tuning set's manifest, libraries, device); a
+state made from other inputs, an edited loss included, is not resumed: a one-line notice says
+what differs and training starts again.
 
 The loss curves (dvclive) are written into ``checkpoint_dir/live`` next to the resume state
 and copied to the declared outputs (``live_dir``) at the end: Snakemake deletes a failed
@@ -25,23 +28,23 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import hashlib
 import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import attacks, data, losses, methods, models, prompts, selection
+from . import attacks, data, fingerprint, losses, methods, models, prompts, selection, textcache
 from .backbone import warmup_cosine
 from .errors import CheckpointError, ConfigError, TrainingError, UcatError
 from .io import atomic_path, write_json
 
-TRAIN_FORMAT = "ucat-train-v1"
+TRAIN_FORMAT = "ucat-train-v2"
 
 
 @contextlib.contextmanager
@@ -158,26 +161,25 @@ def select_after_epoch(selector: "selection.Selector", epoch: int, model, live) 
 NOT_IN_FINGERPRINT = ("finetune.checkpoint_every", "finetune.log_every")
 
 
-def fingerprint(params: dict, method: str, backbone_path: Path) -> str:
-    """Hash of everything that determines the fine-tuned weights.
+def fingerprint_record(params: dict, method: str, backbone_path: Path, device: torch.device) -> dict:
+    """Everything that decides the fine-tuned weights (:mod:`ucat.fingerprint`): the code and data
+    files ``ucat.train`` runs, the stage's parameter keys (``keys.finetune_params``, what reruns it)
+    less the bookkeeping in ``NOT_IN_FINGERPRINT``, the backbone's bytes, the fine-tuning set's
+    verified manifest, the libraries and the device."""
+    from . import config, keys
+    from .data.integrity import sha256
 
-    The keys are the stage's own (``workflow.finetune_params``, what reruns it), less the
-    bookkeeping in ``NOT_IN_FINGERPRINT``: one list for both.
-    """
-    from . import config, workflow
-
-    keys = config.select(params, workflow.finetune_params(method))
+    values = config.select(params, keys.finetune_params(method))
     for dotted in NOT_IN_FINGERPRINT:
         section, _, leaf = dotted.partition(".")
-        if section in keys:
-            keys[section] = {k: v for k, v in keys[section].items() if k != leaf}
-        keys.pop(dotted, None)
-    keys["method"] = method
-    h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
-    with open(backbone_path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        if section in values:
+            values[section] = {k: v for k, v in values[section].items() if k != leaf}
+    inputs = {"backbone": sha256(backbone_path), "data": data.verified_digest(params["data"]["finetune"], params)}
+    if params["finetune"].get("select") == "best_on_test":      # the selected epoch depends on the test sets
+        values["data.datasets"] = list(params["data"]["datasets"])
+        inputs.update({f"selection:{d}": data.verified_digest(d, params) for d in params["data"]["datasets"]})
+    return fingerprint.record("finetune", code=("ucat.train",), params=values, inputs=inputs,
+                              device=device, extra={"method": method})
 
 
 def make_optimizer(params_iter, cfg: dict, device: torch.device) -> torch.optim.Optimizer:
@@ -199,10 +201,12 @@ def _truncate_logs(live_dir: Path, step: int) -> None:
             rows = list(csv.reader(fh, delimiter="\t"))
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
         with atomic_path(tsv) as tmp, open(tmp, "w", newline="") as fh:
-            csv.writer(fh, delimiter="\t").writerows(kept)
+            csv.writer(fh, delimiter="\t", lineterminator="\n").writerows(kept)   # dvclive's own endings
 
 
-def _load_state(path: Path, fp: str) -> dict | None:
+def _load_state(path: Path, fp: str, record: dict) -> dict | None:
+    """The resume state if it was made from exactly these inputs; None (with a one-line notice
+    saying what differs) if from others: training then starts again and overwrites it."""
     if not path.is_file():
         return None
     try:
@@ -210,14 +214,19 @@ def _load_state(path: Path, fp: str) -> dict | None:
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable or truncated training checkpoint ({exc}); delete it to restart") from None
     if state.get("format") != TRAIN_FORMAT or state.get("fingerprint") != fp:
-        return None  # made under other parameters or another backbone: start afresh
+        old = json.loads(state["record"]) if isinstance(state.get("record"), str) else None
+        print(f"note: {path} was made from other inputs ({fingerprint.differences(old, record)}): not resumed, "
+              f"training starts again", file=sys.stderr)
+        return None
     return state
 
 
 def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str | Path,
              checkpoint_dir: str | Path, live_dir: str | Path, device: torch.device,
-             progress: bool = True, stop_after_steps: int | None = None) -> dict:
+             progress: bool = True, stop_after_steps: int | None = None, use_cache: bool = True) -> dict:
     """Fine-tune ``method`` from ``backbone_path``; write the CLIP checkpoint ``out_path``.
+
+    ``use_cache=False`` recomputes the class text features instead of reading them from the cache.
 
     ``stop_after_steps`` ends the run after that global step (checkpointed), as a kill
     would: used to test resumption.
@@ -228,7 +237,7 @@ def finetune(params: dict, method: str, backbone_path: str | Path, out_path: str
         if not spec.finetuned:
             return identity(backbone_path, out_path, live_dir)
         return _finetune(params, method, backbone_path, Path(out_path), checkpoint_dir, live_dir, device,
-                         progress, stop_after_steps)
+                         progress, stop_after_steps, use_cache)
 
 
 class LockedError(UcatError):
@@ -283,15 +292,15 @@ def _publish_curves(state_live: Path, live_dir: Path, step: int) -> None:
         write_json(live_dir / "metrics.json", {"step": step})
 
 
-def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir, device, progress, stop_after_steps):
+def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir, device, progress, stop_after_steps,
+              use_cache):
     spec = methods.get(method)
     cfg = params["finetune"]
     clip_model, arch, _ = models.load_checkpoint(backbone_path)
     image_size = clip_model.visual.image_size[0]
     dataset, names = data.open_finetune(params, image_size)
-    model = models.ZeroShotClassifier.from_prompts(
-        clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names), device,
-        cache=True)
+    model = textcache.classifier(clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names),
+                                 device, use_cache)
     model = training_view(method, model, params)
     reference = model.frozen_copy() if spec.needs_reference else None
     selector = selection.Selector(params, clip_model, arch, model.visual, device)
@@ -310,9 +319,10 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     gen = torch.Generator(device=device).manual_seed(params["run"]["seed"] + 1)
     amp = models.autocast_dtype(params["run"]["precision"], device)
 
-    fp = fingerprint(params, method, backbone_path)
+    record = fingerprint_record(params, method, backbone_path, device)
+    fp = fingerprint.digest(record)
     ckpt_path = checkpoint_dir / "last.pt"
-    state = _load_state(ckpt_path, fp)
+    state = _load_state(ckpt_path, fp, record)
     step = 0
     if state is not None:
         model.visual.load_state_dict(state["visual"])
@@ -331,7 +341,8 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
 
     def save_state():
         with atomic_path(ckpt_path) as tmp:
-            torch.save({"format": TRAIN_FORMAT, "fingerprint": fp, "step": step, "method": method,
+            torch.save({"format": TRAIN_FORMAT, "fingerprint": fp, "record": json.dumps(record, sort_keys=True),
+                        "step": step, "method": method,
                         "visual": model.visual.state_dict(), "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(), "attack_rng": gen.get_state(),
                         "selection": selector.state_dict()}, tmp)

@@ -94,3 +94,34 @@ def test_smoke_checksum_substitution_is_scoped(smoke_params):
     assert real.KNOWN_FILE_MD5 == before
     manifest = smoke.read_manifest(Path(smoke_params["data"]["root"]) / "flowers102")
     assert set(manifest["replica_md5"]) == set(real.KNOWN_FILE_MD5["flowers102"])
+
+
+def test_a_changed_replica_stops_a_run_whose_cells_are_all_cached(smoke_params, tmp_path, tiny_checkpoint,
+                                                                   monkeypatch):
+    """Data are verified on every run, cache hit or not: a deleted image or a stray file stops the job."""
+    import torch
+
+    from ucat import evaluate
+
+    monkeypatch.setenv("UCAT_CACHE", str(tmp_path / "cache"))
+    p = copy.deepcopy(smoke_params)
+    p["evaluate"].update(attacks=["pgd"], eps=[4])
+    data.prepare("dtd", p)
+
+    def run():
+        return evaluate.evaluate_dataset(p, tiny_checkpoint, "dtd", torch.device("cpu"), method="clip", progress=False,
+                                         out_paths=lambda a, e: (tmp_path / f"{a}{e}.json", tmp_path / f"{a}{e}.npz"))
+
+    run()
+    assert all(c["restored"] for c in run().values())
+    d = tmp_path / "smoke" / "dtd"
+    image = sorted(d.rglob("*.jpg"))[0]
+    content = image.read_bytes()
+    image.unlink()
+    with pytest.raises(DataError, match="changed since"):
+        run()
+    image.write_bytes(content)
+    assert all(c["restored"] for c in run().values())
+    (image.parent / "stray.jpg").write_bytes(content)
+    with pytest.raises(DataError, match="changed since"):
+        run()

@@ -245,18 +245,22 @@ def test_missing_cell_is_na(built, caplog):
     assert any("demo_colours" in rec.getMessage() and "n/a" in rec.getMessage() for rec in caplog.records)
 
 
-def test_mislabelled_or_corrupt_cell_is_missing(tmp_path):
+@pytest.mark.parametrize("damage, what", [
+    (lambda p: p.write_text(p.read_text().replace('"eps": 1', '"eps": 4')), "labelled"),
+    (lambda p: p.write_text("{not json"), "unreadable"),
+    (lambda p: p.write_text("{}"), "not an evaluation cell"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "accuracy": 0.999})), "disagrees with its per-sample"),
+], ids=["mislabelled", "corrupt", "empty", "accuracy-tampered"])
+def test_a_present_but_bad_cell_is_refused_naming_the_file(tmp_path, damage, what):
+    """Only an absent cell is n/a; one that is there but is not what the evaluation wrote stops the report."""
     cfg = make_cfg(["ucat"], ["cifar10"], eps=[1], attacks=["clean", "pgd"])
-    write_metrics(tmp_path, cfg, samples=False, logs=False)
+    write_metrics(tmp_path, cfg, logs=False)
     bad = tmp_path / "metrics" / "eval" / "ucat" / "cifar10" / "pgd_eps1.json"
-    bad.write_text(bad.read_text().replace('"eps": 1', '"eps": 4'))
-    (tmp_path / "metrics" / "eval" / "ucat" / "cifar10" / "clean_eps0.json").write_text("{not json")
-    out = build_report(cfg, metrics_dir=tmp_path / "metrics", samples_dir=tmp_path / "none",
-                       out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", backbone=BACKBONE)
-    assert len(out["missing"]) == 2
-    rows = read_csv(tmp_path / "results" / "tables" / "main.csv")
-    assert {r["reproduced"] for r in rows} == {"n/a"}
-    assert not (tmp_path / "results" / "figures" / "training_curves.png").exists()
+    damage(bad)
+    with pytest.raises(MetricsError, match=f"{bad}.*{what}"):
+        build_report(cfg, metrics_dir=tmp_path / "metrics", samples_dir=tmp_path / "samples",
+                     out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", backbone=BACKBONE)
+    assert not (tmp_path / "results").exists()
 
 
 def test_full_paper_setting_pairs_averages_and_backbone(tmp_path):

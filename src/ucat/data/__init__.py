@@ -5,11 +5,15 @@ demo, downloading and verifying a real source, or, with ``data.source: smoke``, 
 tiny replica in the real on-disk format, :mod:`ucat.data.smoke`) and returns its manifest;
 ``open_eval``/``open_finetune`` return a torch ``Dataset`` of ``(image in [0, 1], label)``
 at the model's resolution together with the class names, checked to agree.
+``verified_digest(name, params)`` checks a prepared set against its manifest (cheaply when no
+file's size or mtime moved) and returns the content fingerprint every cache key uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +136,71 @@ def _load_demo(root: Path, name: str, size: int) -> tuple[Dataset, list[str]]:
     with np.load(path) as z:
         images, labels, names = torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), list(z["classnames"])
     return UInt8Images(images, labels, size), [str(n) for n in names]
+
+
+NOT_DATA = {".snakemake_timestamp"}   # Snakemake stamps the directory outputs it made
+
+
+def _check_demo(root: Path, name: str) -> None:
+    """The demo set's files are exactly the ones its manifest lists, with their recorded bytes."""
+    d, manifest_path = root / name, root / name / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    found = sorted(p.name for p in d.iterdir() if p.name not in NOT_DATA | {MANIFEST})
+    if found != sorted(manifest["files"]):
+        extra = sorted(set(found) ^ set(manifest["files"]))
+        raise DataError(f"{name}: the files in {d} changed since {manifest_path} was written ({extra[0]} "
+                        f"{'added' if extra[0] in found else 'missing'}); rerun `ucat data {name}`")
+    for rel, sha in manifest["files"].items():
+        if sha256(d / rel) != sha:
+            raise DataError(f"{name}: {d / rel} changed since {manifest_path} was written; rerun `ucat data {name}`")
+
+
+def _stat_digest(d: Path) -> str:
+    """sha256 over (path, size, mtime) of every file under ``d``: moves when any file is touched."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(d):
+        dirnames.sort()
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            if f in NOT_DATA and p.parent == d:
+                continue
+            st = p.stat()
+            h.update(f"{p.relative_to(d).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def verified_digest(name: str, params: dict) -> str:
+    """Verify the prepared set ``name`` against its ``MANIFEST.json``; return the manifest's sha256.
+
+    The manifest fingerprints the files' contents, so its digest is the data's content
+    fingerprint.  The full check (every checksum) runs only when some file's size or mtime moved
+    since the last full check that passed, which is recorded in the cache (``verified/``)."""
+    from .. import cache
+
+    root = Path(params["data"]["root"])
+    d = root / name
+    manifest_path = d / MANIFEST
+    if not manifest_path.is_file():
+        raise DataError(f"{name}: {manifest_path} not found: the data set is not prepared; run `ucat data {name}`")
+    digest = sha256(manifest_path)
+    stats = _stat_digest(d)
+    record = cache.cache_dir("verified") / f"{hashlib.sha256(str(d.resolve()).encode()).hexdigest()}.json"
+    try:
+        if json.loads(record.read_text()) == {"manifest": digest, "stats": stats}:
+            return digest
+    except (OSError, ValueError):
+        pass
+    if is_demo(name):
+        _check_demo(root, name)
+    elif source(params) == "smoke":
+        from . import smoke
+
+        smoke.verify(name, root)
+    else:
+        _check_provenance(name, params)
+        _real().check_installed(name, root)
+    write_json(record, {"manifest": digest, "stats": stats})
+    return digest
 
 
 def _check_labels(name: str, dataset: Dataset, names: list[str], expected: list[str]) -> None:

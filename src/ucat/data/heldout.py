@@ -55,7 +55,8 @@ def heldout_dataset(params: dict, image_size: int, n: int | None = None) -> tupl
                                           params["backbone"]["demo"]["image_size"], stream=DEMO_STREAM)
         dataset: Dataset = UInt8Images(images, labels, image_size)
     else:
-        from . import _open
+        from . import _open, verified_digest
 
+        verified_digest(name, params)                                # read from disk: checked like every read
         dataset, _ = _open(name, params, image_size, split=split)   # data.preprocess, label checks
     return subsample(dataset, n, params["run"]["seed"]), names

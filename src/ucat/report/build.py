@@ -52,7 +52,7 @@ def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples",
                 figures: bool = True) -> Inputs:
     """Load and validate what a report reads; raises MetricsError naming a bad file."""
     setting = Setting.from_config(cfg, backbone)
-    res = load_results(setting, metrics_dir)
+    res = load_results(setting, metrics_dir, samples_dir)
     logs = {m: load_train_logs(metrics_dir, m) for m in setting.methods} if figures else {}
     samples = _pooled_samples(res, samples_dir) if figures else {}
     use = U.analyse(res, metrics_dir, samples_dir, int(cfg.get("evaluate", {}).get("ece_bins", 15)))

@@ -1,8 +1,10 @@
 """Read what the evaluation and fine-tuning stages wrote, and nothing else.
 
-Every cell the configuration asks for is looked up; one that is absent, unreadable or
-labelled as a different cell is recorded as missing (the report shows "n/a"), never
-filled in from elsewhere.
+Every cell the configuration asks for is looked up.  One that is absent is recorded as
+missing (the report shows "n/a"), never filled in from elsewhere.  One that is present but
+unreadable, empty, labelled as a different cell, or at odds with its own per-sample arrays
+(accuracy and count recomputed from the stored predictions) was not written by the evaluation
+stage as it stands: the report refuses it, naming the file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from .. import paths
 from ..attacks import ATTACKS
 from ..errors import MetricsError
-from .validate import CELL_METRICS, check_cell, check_curve, check_samples
+from .validate import CELL_METRICS, check_cell, check_curve, check_samples, refuse
 
 CLEAN = ("clean", 0)
 ATTACK_ORDER = tuple(a for a in ATTACKS if a != "clean")   # the attacked conditions, in the registry's order
@@ -109,35 +111,52 @@ class Results:
         return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 
 
-def load_results(setting: Setting, metrics_dir: str | Path) -> Results:
-    """Read every ``eval/{method}/{dataset}/{attack}_eps{eps}.json`` the setting asks for."""
+def load_results(setting: Setting, metrics_dir: str | Path, samples_dir: str | Path | None = None) -> Results:
+    """Read every ``eval/{method}/{dataset}/{attack}_eps{eps}.json`` the setting asks for, each
+    checked against its per-sample arrays under ``samples_dir`` where those exist."""
     res = Results(setting)
     for m in setting.methods:
         for d in setting.datasets:
             for a, e in setting.conditions():
                 path = Path(metrics_dir) / paths.EVAL_CELL.format(method=m, dataset=d, attack=a, eps=e)
-                cell, reason = _read_cell(path, (m, d, a, e))
-                if cell is None:
-                    res.missing.append((m, d, a, e, reason))
-                else:
-                    res.cells[(m, d, a, e)] = cell
+                if not path.is_file():
+                    res.missing.append((m, d, a, e, f"absent: {path}"))
+                    continue
+                cell = _read_cell(path, (m, d, a, e))
+                if samples_dir is not None:
+                    npz = Path(samples_dir) / paths.SAMPLE_CELL.format(method=m, dataset=d, attack=a, eps=e)
+                    _check_against_samples(cell, path, npz)
+                res.cells[(m, d, a, e)] = cell
     return res
 
 
-def _read_cell(path: Path, key: tuple) -> tuple[dict | None, str]:
-    if not path.is_file():
-        return None, f"absent: {path}"
+def _read_cell(path: Path, key: tuple) -> dict:
     try:
         cell = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        return None, f"unreadable: {path} ({exc.__class__.__name__})"
-    if not isinstance(cell, dict):
-        return None, f"not a JSON object: {path}"
+        raise refuse(path, f"unreadable ({exc.__class__.__name__})") from None
+    if not isinstance(cell, dict) or not cell:
+        raise refuse(path, "not an evaluation cell (empty or not a JSON object)")
     found = (cell.get("method"), cell.get("dataset"), cell.get("attack"), cell.get("eps"))
     if found != key:
-        return None, f"labelled {found} instead of {key}: {path}"
+        raise refuse(path, f"labelled {found} instead of {key}")
     check_cell(cell, path)
-    return cell, ""
+    return cell
+
+
+def _check_against_samples(cell: dict, path: Path, npz: Path) -> None:
+    """The cell's count and accuracy are what its stored predictions give."""
+    if not npz.is_file():
+        return
+    try:
+        with np.load(npz) as z:
+            label, pred = np.asarray(z["label"]), np.asarray(z["pred"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise refuse(npz, f"unreadable per-sample arrays ({exc.__class__.__name__})") from None
+    n, acc = len(label), float((pred == label).mean()) if len(label) else math.nan
+    if ("n" in cell and cell["n"] != n) or not math.isclose(cell["accuracy"], acc, rel_tol=0, abs_tol=1e-12):
+        raise refuse(path, f"accuracy {cell['accuracy']!r} over n = {cell.get('n')!r} disagrees with its "
+                            f"per-sample arrays {npz} ({acc!r} over {n})")
 
 
 def load_samples(samples_dir: str | Path, method: str, dataset: str, attack: str,

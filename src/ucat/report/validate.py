@@ -53,7 +53,7 @@ def _bounds(low, high, num_classes) -> tuple[float, float]:
     return low, high
 
 
-def _refuse(path: Path, what: str) -> MetricsError:
+def refuse(path: Path, what: str) -> MetricsError:
     return MetricsError(f"{path}: {what}; the report refuses it (re-run the stage that wrote it)")
 
 
@@ -61,56 +61,56 @@ def _check_value(path: Path, key: str, v, low, high, optional: bool) -> None:
     if v is None and optional:
         return
     if not _is_number(v) or not math.isfinite(v):
-        raise _refuse(path, f"{key} = {v!r} is not a finite number")
+        raise refuse(path, f"{key} = {v!r} is not a finite number")
     if not low - TOLERANCE <= v <= high + TOLERANCE:
-        raise _refuse(path, f"{key} = {v!r} is outside [{low:g}, {high:g}]")
+        raise refuse(path, f"{key} = {v!r} is outside [{low:g}, {high:g}]")
 
 
 def check_cell(cell: dict, path: Path) -> None:
     """An evaluation JSON: every metric the report reads has its type and range."""
     c = cell.get("num_classes")
     if c is not None and (not isinstance(c, int) or isinstance(c, bool) or c < 1):
-        raise _refuse(path, f"num_classes = {c!r} is not a positive integer")
+        raise refuse(path, f"num_classes = {c!r} is not a positive integer")
     for key in REQUIRED:
         if key not in cell:
-            raise _refuse(path, f"no {key}")
+            raise refuse(path, f"no {key}")
     for key, (low, high, optional) in CELL_METRICS.items():
         if key in cell:
             _check_value(path, key, cell[key], *_bounds(low, high, c), optional)
     if cell.get("uncertainty_convention") not in CONVENTIONS:
-        raise _refuse(path, f"uncertainty_convention = {cell['uncertainty_convention']!r} is not one of paper, code")
+        raise refuse(path, f"uncertainty_convention = {cell['uncertainty_convention']!r} is not one of paper, code")
     if "reliability" in cell:
         _check_reliability(cell["reliability"], path)
 
 
 def _check_reliability(rel, path: Path) -> None:
     if not isinstance(rel, dict) or not isinstance(rel.get("bin_count"), list):
-        raise _refuse(path, "reliability is not a mapping with a bin_count list")
+        raise refuse(path, "reliability is not a mapping with a bin_count list")
     n = len(rel["bin_count"])
     for i, v in enumerate(rel["bin_count"]):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise _refuse(path, f"reliability.bin_count[{i}] = {v!r} is not a count")
+            raise refuse(path, f"reliability.bin_count[{i}] = {v!r} is not a count")
     for key in ("bin_accuracy", "bin_confidence"):
         values = rel.get(key)
         if not isinstance(values, list) or len(values) != n:
-            raise _refuse(path, f"reliability.{key} is not a list of {n} values")
+            raise refuse(path, f"reliability.{key} is not a list of {n} values")
         for i, v in enumerate(values):
             _check_value(path, f"reliability.{key}[{i}]", v, 0.0, 1.0, optional=True)
     edges = rel.get("bin_edges")
     if edges is not None:
         if not isinstance(edges, list) or len(edges) != n + 1:
-            raise _refuse(path, f"reliability.bin_edges is not a list of {n + 1} values")
+            raise refuse(path, f"reliability.bin_edges is not a list of {n + 1} values")
         for i, v in enumerate(edges):
             _check_value(path, f"reliability.bin_edges[{i}]", v, 0.0, 1.0, optional=False)
         if any(b < a for a, b in zip(edges, edges[1:])):
-            raise _refuse(path, "reliability.bin_edges decrease")
+            raise refuse(path, "reliability.bin_edges decrease")
 
 
 def check_samples(arrays: dict[str, np.ndarray], path: Path, num_classes: int | None) -> None:
     """A per-sample npz: one value per sample in every array, each of its type and range."""
     lengths = {k: a.shape for k, a in arrays.items()}
     if len({s for s in lengths.values()}) > 1 or any(len(s) != 1 for s in lengths.values()):
-        raise _refuse(path, f"arrays of different shapes {lengths}")
+        raise refuse(path, f"arrays of different shapes {lengths}")
     for key, a in arrays.items():
         low, high, integer = SAMPLE_RANGES[key]
         if integer and key in ("label", "pred") and num_classes:
@@ -118,24 +118,24 @@ def check_samples(arrays: dict[str, np.ndarray], path: Path, num_classes: int | 
         low, high = _bounds(low, high, num_classes)
         kind = a.dtype.kind
         if kind not in ("iu" if integer else "iuf"):
-            raise _refuse(path, f"{key} has dtype {a.dtype}, not {'integer' if integer else 'numeric'}")
+            raise refuse(path, f"{key} has dtype {a.dtype}, not {'integer' if integer else 'numeric'}")
         if a.size == 0:
             continue
         if kind == "f" and not np.isfinite(a).all():
-            raise _refuse(path, f"{key} holds {a[~np.isfinite(a)][0]} (not finite)")
+            raise refuse(path, f"{key} holds {a[~np.isfinite(a)][0]} (not finite)")
         lo, hi = a.min(), a.max()
         if lo < low - TOLERANCE or hi > high + TOLERANCE:
             bad = lo if lo < low - TOLERANCE else hi
-            raise _refuse(path, f"{key} holds {bad!r}, outside [{low:g}, {high:g}]")
+            raise refuse(path, f"{key} holds {bad!r}, outside [{low:g}, {high:g}]")
 
 
 def check_curve(name: str, steps: np.ndarray, values: np.ndarray, path: Path) -> None:
     """One fine-tuning curve: finite values in range at positive, increasing steps."""
     low, high = CURVE_RANGES[name]
     if not np.isfinite(values).all() or not np.isfinite(steps).all():
-        raise _refuse(path, f"{name} holds a value that is not finite")
+        raise refuse(path, f"{name} holds a value that is not finite")
     if values.min() < low - TOLERANCE or values.max() > high + TOLERANCE:
         bad = values.min() if values.min() < low - TOLERANCE else values.max()
-        raise _refuse(path, f"{name} holds {bad:g}, outside [{low:g}, {high:g}]")
+        raise refuse(path, f"{name} holds {bad:g}, outside [{low:g}, {high:g}]")
     if (steps < 0).any() or (np.diff(steps) <= 0).any():
-        raise _refuse(path, "steps are not increasing")
+        raise refuse(path, "steps are not increasing")

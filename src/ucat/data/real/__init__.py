@@ -24,11 +24,11 @@ from .dataset import RealDataset, open_real
 from .download import CACHE_DIR, download_real
 from .registry import REGISTRY
 from .spec import DatasetSpec, Record, Resource
-from .verify import MANIFEST, MANIFEST_FORMAT, classnames, record, verify_real
+from .verify import MANIFEST, MANIFEST_FORMAT, check_installed, classnames, record, verify_real
 
 __all__ = ["CACHE_DIR", "DOWNLOADS", "DatasetSpec", "EXTRA_SPLIT_COUNTS", "KNOWN_FILE_MD5", "MANIFEST",
-           "MANIFEST_FORMAT", "REAL_DATASETS", "REGISTRY", "RealDataset", "Record", "Resource", "class_ids",
-           "classnames", "download_real", "open_real", "record", "splits", "verify_real"]
+           "MANIFEST_FORMAT", "REAL_DATASETS", "REGISTRY", "RealDataset", "Record", "Resource", "check_installed",
+           "class_ids", "classnames", "download_real", "open_real", "record", "splits", "verify_real"]
 
 
 def class_ids(name: str) -> list[str] | None:

@@ -4,7 +4,8 @@ one in the expected order, counts are the published ones; the manifest records a
 Checked before anything is read: the layout (a copy unpacked a folder too shallow or too deep is
 named with the move that fixes it), the required metadata files, the official md5 of files that
 have one.  The manifest's fingerprint of the images covers exactly the files the split lists
-(path and size), so stray files (``.DS_Store``) do not change it.
+(path, size and content), so stray files (``.DS_Store``) do not change it and a modified image
+of the same size does.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from .registry import REGISTRY
 from .spec import Record
 
 MANIFEST = "MANIFEST.json"
-#: 2: ``images`` (listed files) replaced ``trees`` (every file under a folder)
-MANIFEST_FORMAT = 2
+#: 2: ``images`` (listed files) replaced ``trees`` (every file under a folder);
+#: 3: ``images`` covers each listed file's content, not only its size
+MANIFEST_FORMAT = 3
 
 
 def record(name: str) -> Record:
@@ -125,12 +127,12 @@ def index(ctx: Ctx, split: str, md5_checked: list[str] | None = None) -> Index:
 # ------------------------------------------------------------------ manifest
 
 def images_digest(d: Path, paths: list[str]) -> dict[str, Any]:
-    """Fingerprint of the listed image files: count, total bytes, sha256 of sorted (path, size)."""
-    rows = sorted((Path(p).relative_to(d).as_posix(), os.stat(p).st_size) for p in paths)
+    """Fingerprint of the listed image files: count, total bytes, sha256 of sorted (path, size, content sha256)."""
+    rows = sorted((Path(p).relative_to(d).as_posix(), os.stat(p).st_size, p) for p in paths)
     h = hashlib.sha256()
-    for rel, size in rows:
-        h.update(f"{rel}\t{size}\n".encode())
-    return {"files": len(rows), "bytes": sum(s for _, s in rows), "sha256": h.hexdigest()}
+    for rel, size, p in rows:
+        h.update(f"{rel}\t{size}\t{integrity.sha256(p)}\n".encode())
+    return {"files": len(rows), "bytes": sum(s for _, s, _ in rows), "sha256": h.hexdigest()}
 
 
 def read_manifest(d: Path) -> dict | None:
@@ -152,7 +154,7 @@ def _what_changed(now: dict, then: dict) -> str:
     if now["bytes"] != then["bytes"]:
         return (f"the same {now['files']} files but {now['bytes']} bytes now, {then['bytes']} recorded: "
                 f"some images were replaced or modified")
-    return f"the same {now['files']} files and bytes, but other file names or per-file sizes"
+    return f"the same {now['files']} files and bytes, but other file names, per-file sizes or contents"
 
 
 def _compare(ctx: Ctx, files: dict, images: dict, recorded: dict) -> None:
@@ -214,3 +216,17 @@ def verify_real(name: str, root: str | Path) -> dict:
     """Verify ``root/name`` and return its manifest (not written); DataError if anything is off."""
     ctx = context(name, root)
     return verify_dir(ctx, read_manifest(ctx.d) if ctx.d.is_dir() else None)
+
+
+def check_installed(name: str, root: str | Path) -> None:
+    """The installed copy still is what its ``MANIFEST.json`` recorded (every run that reads it asks)."""
+    ctx = context(name, root)
+    recorded = read_manifest(ctx.d) if ctx.d.is_dir() else None
+    if recorded is None:
+        raise DataError(f"{name}: {ctx.d / MANIFEST} is missing: the copy was never verified; "
+                        f"run `ucat data {name}`")
+    if recorded.get("manifest_format") != MANIFEST_FORMAT:
+        raise DataError(f"{name}: {ctx.d / MANIFEST} was written by an older ucat (format "
+                        f"{recorded.get('manifest_format')}, now {MANIFEST_FORMAT}); run `ucat data {name}` "
+                        f"to verify the copy again")
+    verify_dir(ctx, recorded)
