@@ -256,3 +256,18 @@ def test_bad_settings_are_rejected(batch):
         attacks_extra.a3(model, x[:2], y[:2], 4, -1, 3)
     with pytest.raises(ConfigError, match="restarts"):
         attacks_extra.a3(model, x[:2], y[:2], 4, 1, 3, restarts=0)
+
+
+def test_report_names_them_with_their_steps_and_pairs_no_published_number(params):
+    import copy
+
+    from ucat.report import load, reference
+
+    cfg = copy.deepcopy(params)
+    cfg["evaluate"]["attacks"] = ["a3", "pgd", "caa"]
+    setting = load.Setting.from_config(cfg)
+    assert setting.attacks == ("pgd", "caa", "a3")   # the registry's order
+    assert [setting.label(a) for a in setting.attacks] == ["PGD-3", "CAA-3", "A³-3"]
+    assert setting.label("caa", 1) == "CAA-3 ε=1/255"
+    assert not reference.comparable("caa", 1, 100) and not reference.comparable("a3", 1, 100)
+    assert reference.comparable("pgd", 1, 100)
