@@ -1,6 +1,6 @@
 """CAA and A³ as the official UCAT code runs them (``main.sh`` loops ``pgd CW autoattack CAA a3``).
 
-With the settings of the official ``main.py`` (main.py:531-571) both are ℓ∞ PGD on the
+With the settings of the official ``main.py`` (main.py:531-570) both are ℓ∞ PGD on the
 cross-entropy in which a sample stops moving at the first iterate the model misclassifies;
 the others keep stepping and the last iterate is returned (pixel space, budgets in 1/255):
 
@@ -19,7 +19,7 @@ the others keep stepping and the last iterate is returned (pixel space, budgets 
   only the ``int(B·(1 - min(1, osd_start + r·osd_increment)))`` samples of the batch with the
   highest best-so-far CE, ADI adds ``0.25·ε·sign(Σ sign(x_adv - x))`` over the earlier restarts
   that fooled the sample to the random start, and the sample with the highest CE over the
-  restarts is returned.  The official run uses 1 restart (main.py:553-571), where OSD and ADI
+  restarts is returned.  The official run uses 1 restart (main.py:552-570), where OSD and ADI
   do nothing and the result is the restart's last iterate.
 
 Differences from the official loops, none of which changes an adversarial example: the
