@@ -34,7 +34,9 @@ def params():
     p["data"].update(demo_train_per_class=4, demo_eval_per_class=4)
     p["finetune"].update(epochs=1, batch_size=16, max_steps_per_epoch=3, warmup_steps=1, checkpoint_every=1)
     p["evaluate"].update(batch_size=16, pgd={"steps": 3, "step_size": 2}, cw={"steps": 3, "step_size": 2, "kappa": 50},
-                         autoattack={"steps": 3})
+                         autoattack={"steps": 3}, caa={"steps": 3, "step_rule_eps": 4},
+                         a3={"steps": 3, "step_size": 2, "restarts": 1, "osd_start": 0.0, "osd_increment": 0.1,
+                             "early_stop": True, "random_start": True, "adi": True})
     p["run"]["device"] = "cpu"
     return config.validate(p)
 

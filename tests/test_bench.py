@@ -52,7 +52,8 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
     assert meta["autocast_dtype"] == "float32"  # precision auto on CPU: no autocast, as the pipeline
     assert meta["train_attack"] == params["finetune"]["attack"]
     assert result["gpu"] == bench.UNMEASURED_GPU
-    assert {r["workload"] for r in result["runs"]} == {"finetune", "pgd_eval"}
+    assert {r["workload"] for r in result["runs"]} == {"finetune", "pgd_eval", "caa_eval", "a3_eval"}
+    assert meta["early_stop_evals"]["caa"]["steps"] == meta["early_stop_evals"]["a3"]["steps"] == 2
     for run in result["runs"]:
         assert run["batch"] == 8 and len(run["seconds"]) == 1
         assert run["images_per_s"] > 0 and run["achieved_tflops"] > 0
@@ -77,10 +78,23 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
         f"numerics |dacc| after PGD-{num['pgd']['steps']} (tol <= {num['tolerance']['abs_delta_accuracy_max']})":
             (num["abs_delta_pgd_accuracy"], "fraction"),
     }
+    runs = {r["workload"]: r for r in result["runs"]}
+    # forwards per image, counted: PGD-2 then a forward is 3 (2 with autograd); the early-stopped
+    # attacks at most that, at least the final forward; their FLOPs follow from the counts
+    assert (runs["pgd_eval"]["forwards_per_image"], runs["pgd_eval"]["gradient_steps_per_image"]) == (3, 2)
+    for name in ("caa_eval", "a3_eval"):
+        r = runs[name]
+        assert 1 <= r["forwards_per_image"] <= 3 and 0 <= r["gradient_steps_per_image"] <= 2
+        assert r["flops_per_image"] == pytest.approx(r["gradient_steps_per_image"] * f["attack_step"]
+                                                     + (r["forwards_per_image"] - r["gradient_steps_per_image"]) * f["forward"])
     for run in result["runs"]:
         what, flops = {"finetune": ("finetune b8", f["finetune_step"]),
-                       "pgd_eval": ("PGD-2 eval b8", f["pgd_eval"])}[run["workload"]]
+                       "pgd_eval": ("PGD-2 eval b8", f["pgd_eval"]),
+                       "caa_eval": ("CAA-2 eval b8", run.get("flops_per_image")),
+                       "a3_eval": ("A³-2 eval b8", run.get("flops_per_image"))}[run["workload"]]
         tflops = flops * 8 / run["seconds_median"] / 1e12
+        if run["workload"] != "finetune":
+            expected[f"{what} forwards/image"] = (run["forwards_per_image"], "forwards")
         expected[f"{what} throughput"] = (8 / run["seconds_median"], "images/s")
         expected[f"{what} achieved"] = (tflops, "TFLOP/s")
         expected[f"{what} of matmul peak"] = (100 * tflops / peak["tflops"], "%")

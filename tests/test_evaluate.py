@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ucat import data, evaluate
+from ucat import attacks, data, evaluate
 from ucat.data import demo
 from ucat.errors import CheckpointError, ConfigError, DataError
 
@@ -18,7 +18,7 @@ def ready(tmp_params, tiny_checkpoint):
 
 def test_cell_writes_metrics_and_samples(ready, tmp_path):
     params, ckpt = ready
-    for attack in ("clean", "pgd", "cw", "autoattack"):
+    for attack in attacks.ATTACKS:
         summary, samples = evaluate.evaluate(params, ckpt, "demo_shapes", attack, 8, torch.device("cpu"),
                                              method="clip", progress=False)
         evaluate.write_outputs(summary, samples, tmp_path / f"{attack}.json", tmp_path / f"{attack}.npz")

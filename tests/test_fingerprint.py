@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ucat import cache, codedeps, data, evaluate, fingerprint, keys, methods, models, train
+from ucat import attacks, cache, codedeps, data, evaluate, fingerprint, keys, methods, models, train
 
 CPU = torch.device("cpu")
 # read by the stages without deciding any stored byte: where inputs lie, how fast they load, which
@@ -117,13 +117,14 @@ def test_every_package_data_file_is_declared_by_the_module_that_reads_it():
 def test_evaluation_reads_nothing_outside_its_cell_key(tmp_params, tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("UCAT_CACHE", str(tmp_path / "cache"))
     p = copy.deepcopy(tmp_params)
-    p["evaluate"].update(attacks=["pgd", "cw", "autoattack"], eps=[4])
+    attacked = [a for a in attacks.ATTACKS if a != "clean"]         # every registered attack
+    p["evaluate"].update(attacks=attacked, eps=[4])
     data.prepare("demo_shapes", p)
     read: set[str] = set()
     evaluate.evaluate_dataset(Tracked(p, read), tiny_checkpoint, "demo_shapes", CPU, method="clip",
                               out_paths=lambda a, e: (tmp_path / f"{a}{e}.json", tmp_path / f"{a}{e}.npz"),
                               progress=False, use_cache=False)
-    union = sorted({k for a in ("clean", "pgd", "cw", "autoattack") for k in keys.evaluate_params(a)})
+    union = sorted({k for a in ["clean", *attacked] for k in keys.evaluate_params(a)})
     assert _covered(read, union) == set()
     assert "run.compile" in read and "evaluate.autoattack.steps" in read   # the tracking works
 

@@ -17,6 +17,11 @@ def test_paper_config_matches_the_protocol():
     assert (p["finetune"]["optimizer"], p["finetune"]["lr"], p["finetune"]["momentum"]) == ("sgd", 1e-4, 0.9)
     assert (p["finetune"]["epochs"], p["finetune"]["batch_size"], p["finetune"]["warmup_steps"]) == (10, 256, 1000)
     assert p["evaluate"]["eps"] == [1] and p["evaluate"]["pgd"]["steps"] == 100 and p["evaluate"]["cw"]["kappa"] == 50
+    # main.py's CAA/a3 branches: test steps, CompositeAttack's default l-inf range behind the step; 1 restart,
+    # test step size, OSD 0 + 0.1, early stop, random start, ADI
+    assert p["evaluate"]["caa"] == {"steps": 100, "step_rule_eps": 4}
+    assert p["evaluate"]["a3"] == {"steps": 100, "step_size": 1, "restarts": 1, "osd_start": 0.0, "osd_increment": 0.1,
+                                   "early_stop": True, "random_start": True, "adi": True}
     assert p["prompt"]["templates"] == ["This is a photo of a {}"]
     assert losses.ucat_lambda(p["ucat"]["tau"], p["ucat"]["tau_prime"]) == losses.ucat_lambda(1e5, 0.07)
     assert p["data"]["finetune"] == "tinyimagenet"
@@ -44,10 +49,13 @@ def test_paper_smoke_config_has_the_paper_dag_shape():
     allowed = {("backbone", "models"), ("data", "root"), ("data", "source"), ("data", "subsample"),
                ("data", "num_workers"), ("data", "heldout"), ("finetune", "epochs"), ("finetune", "select_subsample"), ("finetune", "batch_size"),
                ("finetune", "max_steps_per_epoch"), ("finetune", "warmup_steps"), ("evaluate", "pgd"),
-               ("evaluate", "cw"), ("evaluate", "autoattack")}
+               ("evaluate", "cw"), ("evaluate", "autoattack"),
+               ("evaluate", "caa"), ("evaluate", "a3")}
     changed = {(section, key) for section, values in paper.items() if isinstance(values, dict)
                for key in values if smoke[section][key] != values[key]}
     assert changed <= allowed, changed - allowed
     assert {k: v for k, v in paper.items() if not isinstance(v, dict)} == \
            {k: v for k, v in smoke.items() if not isinstance(v, dict)}   # methods
     assert smoke["evaluate"]["pgd"]["step_size"] == paper["evaluate"]["pgd"]["step_size"]
+    for attack in ("caa", "a3"):   # only the steps are reduced
+        assert {**smoke["evaluate"][attack], "steps": 100} == paper["evaluate"][attack]

@@ -9,6 +9,8 @@
   runs it: each attack only on the samples still robust, per-sample worst case (APGD-CE only
   for 2-class problems: DLR needs three classes).
 - :func:`fare_attack` — FARE's training attack, PGD maximising the embedding distance.
+- ``caa`` and ``a3`` — the official code's CAA (ℓ∞ CompositeAttack) and A³, both early-stopped
+  PGD on CE: :mod:`ucat.attacks_extra`.
 
 Attacks only ask autograd for the input gradient (``torch.autograd.grad``), so no weight
 gradients are computed or accumulated while attacking.
@@ -22,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import attacks_extra
 from .errors import ConfigError
 
-ATTACKS = ("clean", "pgd", "cw", "autoattack")
+ATTACKS = ("clean", "pgd", "cw", "autoattack", "caa", "a3")
 
 
 def _check_budget(eps: float, step_size: float, steps: int) -> None:
@@ -146,4 +149,11 @@ def run_attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.
                    kappa=ev["cw"]["kappa"], generator=generator)
     if name == "autoattack":
         return autoattack(model, images, labels, eps255, ev["autoattack"]["steps"], num_classes, seed)
+    if name == "caa":
+        return attacks_extra.caa(model, images, labels, eps255, ev["caa"]["steps"], ev["caa"]["step_rule_eps"])
+    if name == "a3":
+        a3 = ev["a3"]
+        return attacks_extra.a3(model, images, labels, eps255, a3["step_size"], a3["steps"], a3["restarts"],
+                                a3["osd_start"], a3["osd_increment"], a3["early_stop"], a3["random_start"],
+                                a3["adi"], generator)
     raise ConfigError(f"attack: unknown value {name!r}; allowed: {', '.join(ATTACKS)}")

@@ -11,6 +11,11 @@ as the median of ``repeats`` timed repetitions after warm-up:
   fits on GPU (doubling until CUDA OOM), at batch 64 on CPU;
 - ``pgd_eval``: PGD-100 at eps 1/255 (10 steps on CPU) then a no-grad forward, as
   :mod:`ucat.evaluate` runs a cell;
+- ``caa_eval``, ``a3_eval``: the official code's CAA and A³ (:mod:`ucat.attacks_extra`) with the
+  same steps and ε and the rest of their ``evaluate`` sections, then a no-grad forward.  They stop
+  attacking a sample once it is fooled, so their cost depends on the model: the labels are the
+  model's own clean predictions (every sample starts correct) and each row reports the images
+  forwarded per input image (PGD: steps + 1), counted, with the FLOPs derived from that count;
 - model FLOPs per image (``torch.utils.flop_counter``), achieved TFLOP/s and its fraction of
   the device's own matmul rate measured in the same run (bf16 on GPU, the compute dtype on CPU);
 - peak GPU memory and the GPU busy fraction (profiler kernel time / wall time);
@@ -41,6 +46,8 @@ from .data.demo import DEMO_SETS
 from .errors import ConfigError
 
 PAPER_BATCH = 256                 # the paper's fine-tuning batch
+EVAL_EPS = 1                      # the paper's test budget (units of 1/255); attack step 1/255
+EARLY_STOP_EVALS = {"caa": "CAA", "a3": "A³"}   # early-stopped evaluation attacks: workload prefix -> label
 PAPER_ATTACK = {"eps": 1, "steps": 2, "step_size": 1}   # the paper's training attack (units of 1/255)
 GPU_PGD_STEPS = 100
 CPU_PGD_STEPS = 10
@@ -256,13 +263,44 @@ def _dtype_name(dtype: torch.dtype | None) -> str:
     return "float32" if dtype is None else str(dtype).replace("torch.", "")
 
 
-class Workload:
-    """One measurable thing: ``make(batch)`` returns a zero-argument step function."""
+class RowCounter(torch.nn.Module):
+    """The model, counting the images it is run on: with autograd (attack steps) and without."""
 
-    def __init__(self, name: str, make: Callable[[int], Callable[[], Any]], flops_per_image: float,
-                 release: Callable[[], None] = lambda: None, profile_steps: int = 3):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self.grad_rows = self.plain_rows = self.calls = 0
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            self.grad_rows += len(x)
+        else:
+            self.plain_rows += len(x)
+        return self.model(x)
+
+    def per_image(self, batch: int) -> dict:
+        """Mean per input image over the calls so far: attack steps and images forwarded in all."""
+        n = max(1, self.calls) * batch
+        return {"gradient_steps": self.grad_rows / n, "forwards": (self.grad_rows + self.plain_rows) / n}
+
+
+class Workload:
+    """One measurable thing: ``make(batch)`` returns a zero-argument step function.
+
+    With a ``counter`` (an attack evaluation) each row also reports the forwards per image; a
+    ``flops_per_image`` of None is then derived from the counts (``step_flops``: FLOPs of one attack
+    step and of one forward), for attacks whose work depends on when they stop.
+    """
+
+    def __init__(self, name: str, make: Callable[[int], Callable[[], Any]], flops_per_image: float | None,
+                 release: Callable[[], None] = lambda: None, profile_steps: int = 3,
+                 counter: RowCounter | None = None, step_flops: tuple[float, float] | None = None):
         self.name, self.make, self.flops_per_image = name, make, flops_per_image
         self.release, self.profile_steps = release, profile_steps
+        self.counter, self.step_flops = counter, step_flops
 
 
 def finetune_workload(net, params, attack, device, amp, flops, compiled=False) -> Workload:
@@ -294,25 +332,61 @@ def finetune_workload(net, params, attack, device, amp, flops, compiled=False) -
     return Workload("finetune", make, flops["finetune_step"], release, profile_steps=3)
 
 
-def pgd_workload(net, device, amp, steps, flops, compiled=False) -> Workload:
+def _eval_model(net, compiled: bool) -> RowCounter:
     model = copy.deepcopy(net).eval()
     model.requires_grad_(False)  # as ucat.evaluate: attacks need input gradients only
     if compiled:
         model.visual = torch.compile(model.visual)
+    return RowCounter(model)
+
+
+def pgd_workload(net, device, amp, steps, flops, compiled=False) -> Workload:
+    model = _eval_model(net, compiled)
     gen = torch.Generator(device=device).manual_seed(2)
 
     def make(batch):
-        x, y = random_batch(batch, model.image_size, model.num_classes, device, seed=batch + 1)
+        x, y = random_batch(batch, model.model.image_size, model.model.num_classes, device, seed=batch + 1)
 
         def step():
+            model.calls += 1
             with models.autocast(amp, device):
-                adv = attacks.pgd(model, x, y, 1, 1, steps, "ce", generator=gen)
+                adv = attacks.pgd(model, x, y, EVAL_EPS, 1, steps, "ce", generator=gen)
                 with torch.no_grad():
                     model(adv)
 
         return step
 
-    return Workload("pgd_eval", make, flops["pgd_eval"], profile_steps=1)
+    return Workload("pgd_eval", make, flops["pgd_eval"], profile_steps=1, counter=model)
+
+
+def early_stop_settings(params: dict, steps: int) -> dict:
+    """The ``evaluate`` sections of CAA and A³ with the bench's steps and A³'s step at 1/255 (as PGD's)."""
+    ev = params["evaluate"]
+    return {"caa": {**ev["caa"], "steps": steps}, "a3": {**ev["a3"], "steps": steps, "step_size": 1}}
+
+
+def early_stop_workload(attack: str, net, device, amp, steps, params, flops, compiled=False) -> Workload:
+    """CAA or A³ at ε 1/255 then a no-grad forward; labels: the model's clean predictions."""
+    model = _eval_model(net, compiled)
+    settings = early_stop_settings(params, steps)
+    gen = torch.Generator(device=device).manual_seed(2)
+
+    def make(batch):
+        x, _ = random_batch(batch, model.model.image_size, model.model.num_classes, device, seed=batch + 1)
+        with torch.no_grad(), models.autocast(amp, device):
+            y = model.model(x).argmax(-1)
+
+        def step():
+            model.calls += 1
+            with models.autocast(amp, device):
+                adv = attacks.run_attack(attack, model, x, y, EVAL_EPS, settings, model.model.num_classes, gen)
+                with torch.no_grad():
+                    model(adv)
+
+        return step
+
+    return Workload(f"{attack}_eval", make, None, profile_steps=1, counter=model,
+                    step_flops=(flops["attack_step"], flops["forward"]))
 
 
 def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_tflops: float,
@@ -323,13 +397,23 @@ def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_t
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     step = wl.make(batch)
+    if wl.counter is not None:
+        wl.counter.reset()
     times = timed(step, repeats, device, warmup=2 if (cuda or compiled) else 1)
     sec = statistics.median(times)
     ips = batch / sec
-    tflops = wl.flops_per_image * ips / 1e12
+    flops = wl.flops_per_image
+    counts = wl.counter.per_image(batch) if wl.counter is not None else None
+    if flops is None:
+        step_flops, forward_flops = wl.step_flops
+        flops = counts["gradient_steps"] * step_flops + (counts["forwards"] - counts["gradient_steps"]) * forward_flops
+    tflops = flops * ips / 1e12
     row = {"workload": wl.name, "compiled": compiled, "batch": batch, "seconds_median": sec,
            "seconds": times, "images_per_s": ips, "achieved_tflops": tflops,
            "fraction_of_matmul_peak": tflops / peak_tflops if peak_tflops else None}
+    if counts is not None:
+        row.update(flops_per_image=flops, forwards_per_image=counts["forwards"],
+                   gradient_steps_per_image=counts["gradient_steps"])
     if cuda:
         row["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device))
         try:
@@ -466,6 +550,11 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
             log(f"  pgd_eval ({tag}) PGD-{steps} batch {base_batch} ...")
             runs.append(measure(pg, base_batch, repeats, device, peak["tflops"], compiled))
             del pg
+            for name, label in EARLY_STOP_EVALS.items():
+                wl = early_stop_workload(name, net, device, amp, steps, params, flops, compiled)
+                log(f"  {name}_eval ({tag}) {label}-{steps} batch {base_batch} ...")
+                runs.append(measure(wl, base_batch, repeats, device, peak["tflops"], compiled))
+                del wl
         except Exception as exc:
             if not compiled:
                 raise
@@ -485,7 +574,9 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
             "logit_scale": net.logit_scale, "weights": "random", "precision": params["run"]["precision"],
             "autocast_dtype": _dtype_name(amp), "repeats": repeats, "method": "ucat",
             "optimizer": params["finetune"]["optimizer"], "train_attack": attack,
-            "pgd_eval": {"eps255": 1, "step255": 1, "steps": steps},
+            "pgd_eval": {"eps255": EVAL_EPS, "step255": 1, "steps": steps},
+            "early_stop_evals": {"eps255": EVAL_EPS, "labels": "the model's clean predictions",
+                                 **early_stop_settings(params, steps)},
             "batch_sizes": {"finetune": sorted({r["batch"] for r in runs if r["workload"] == "finetune"}),
                             "pgd_eval": base_batch, "largest_finetune_batch": max_batch},
             "compile": compile,
@@ -523,10 +614,14 @@ def table_rows(result: dict) -> list[dict]:
     for key, label in (("forward", "forward"), ("attack_step", "attack step (fwd+bwd to input)"),
                        ("finetune_step", "fine-tuning step"), ("pgd_eval", f"PGD-{result['meta']['pgd_eval']['steps']} eval")):
         rows.append({"name": f"FLOPs/image {label}", "value": f[key] / 1e9, "unit": "GFLOP"})
+    steps = result["meta"]["pgd_eval"]["steps"]
+    labels = {"finetune": "finetune", "pgd_eval": f"PGD-{steps} eval",
+              **{f"{a}_eval": f"{label}-{steps} eval" for a, label in EARLY_STOP_EVALS.items()}}
     for r in result["runs"]:
-        what = "finetune" if r["workload"] == "finetune" else f"PGD-{result['meta']['pgd_eval']['steps']} eval"
-        name = f"{what}{' compiled' if r['compiled'] else ''} b{r['batch']}"
+        name = f"{labels[r['workload']]}{' compiled' if r['compiled'] else ''} b{r['batch']}"
         rows.append({"name": f"{name} throughput", "value": r["images_per_s"], "unit": "images/s"})
+        if "forwards_per_image" in r:
+            rows.append({"name": f"{name} forwards/image", "value": r["forwards_per_image"], "unit": "forwards"})
         rows.append({"name": f"{name} achieved", "value": r["achieved_tflops"], "unit": "TFLOP/s"})
         if r["fraction_of_matmul_peak"] is not None:
             rows.append({"name": f"{name} of matmul peak", "value": 100 * r["fraction_of_matmul_peak"], "unit": "%"})

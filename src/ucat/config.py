@@ -75,8 +75,9 @@ def _check_consistency(p: dict, source: str) -> None:
     if "demo_train" in p["data"]["datasets"]:
         raise ConfigError(f"{source}: data.datasets: demo_train is the fine-tuning set, not a zero-shot evaluation set")
     if "clean" in p["evaluate"]["attacks"]:
+        attacks = [a for a in schema()["$defs"]["attack"]["enum"] if a != "clean"]
         raise ConfigError(f"{source}: evaluate.attacks: clean is always evaluated (every attack's reference); "
-                          "list only the attacks (pgd, cw, autoattack)")
+                          f"list only the attacks ({', '.join(attacks)})")
     names = [m["name"] for m in p["backbone"]["models"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: backbone.models: names must be unique, got {names}")

@@ -26,7 +26,8 @@ METHOD_COLOURS = {"clip": "#7f7f7f", "tecoa": "#1f77b4", "fare": "#ff7f0e", "pmg
 _SPARE = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
 # colour, marker, hatch per attack of ucat.attacks.ATTACKS
 COND_STYLE = {"clean": ("#222222", "o", None), "pgd": ("#d95f02", "^", "///"),
-              "cw": ("#7570b3", "s", "\\\\\\"), "autoattack": ("#1b9e77", "D", "xxx")}
+              "cw": ("#7570b3", "s", "\\\\\\"), "autoattack": ("#1b9e77", "D", "xxx"),
+              "caa": ("#e7298a", "v", "..."), "a3": ("#66a61e", "P", "+++")}
 UNC = (("entropy", "Predictive entropy"), ("aleatoric", "Aleatoric uncertainty (AU)"),
        ("epistemic", "Epistemic uncertainty (EU)"))
 # the curves add the entropy of the wrong predictions: adversarial errors made with low entropy

@@ -24,6 +24,7 @@ from .validate import CELL_METRICS, check_cell, check_curve, check_samples, refu
 
 CLEAN = ("clean", 0)
 ATTACK_ORDER = tuple(a for a in ATTACKS if a != "clean")   # the attacked conditions, in the registry's order
+STEPPED = ("pgd", "cw", "caa", "a3")   # attacks whose label carries their step count
 SAMPLE_ARRAYS = ("label", "pred", "confidence", "entropy", "aleatoric", "epistemic")
 TRAIN_LOGS = ("loss", "adv_acc", "ce", "align", "lr")
 
@@ -47,7 +48,7 @@ class Setting:
         return cls(methods=tuple(cfg["methods"]), datasets=tuple(cfg["data"]["datasets"]),
                    attacks=tuple(a for a in ATTACK_ORDER if a in asked),
                    eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean=True,  # always evaluated
-                   steps={a: int(ev[a]["steps"]) for a in ("pgd", "cw") if a in ev and "steps" in ev[a]},
+                   steps={a: int(ev[a]["steps"]) for a in STEPPED if a in ev and "steps" in ev[a]},
                    backbone=backbone)
 
     def conditions(self, eps: int | None = None) -> list[tuple[str, int]]:
@@ -59,8 +60,8 @@ class Setting:
 
     def label(self, attack: str, eps: int | None = None) -> str:
         """Column label with the steps actually run, e.g. "PGD-10"; "ε=2" appended if given."""
-        base = {"clean": "Clean", "pgd": f"PGD-{self.steps.get('pgd', '?')}",
-                "cw": f"CW-{self.steps.get('cw', '?')}", "autoattack": "AA"}[attack]
+        names = {"clean": "Clean", "pgd": "PGD", "cw": "CW", "autoattack": "AA", "caa": "CAA", "a3": "A³"}
+        base = f"{names[attack]}-{self.steps.get(attack, '?')}" if attack in STEPPED else names[attack]
         return base if eps is None or attack == "clean" else f"{base} ε={eps}/255"
 
 
