@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ucat import backbone, data, models, slip, train
 from ucat.errors import CheckpointError, ConfigError
+from ucat.report import reference
 
 # the reduced SLIP: timm's test_vit (patch 16, width 64, depth 6, 2 heads, MLP ratio 3) at 160 px
 TINY = slip.SlipArchitecture("SLIP_TINY", "test_vit", image_size=160, embed_dim=32, text_width=64, text_heads=2,
@@ -215,7 +216,8 @@ class SlipTokenizer:
     def __call__(self, texts):
         rows = torch.zeros(len(texts), self.context_length, dtype=torch.long)
         for row, text in zip(rows, texts):
-            ids = ([self.ids["<|startoftext|>"]] + self.encode(text) + [self.ids["<|endoftext|>"]])[:self.context_length]
+            ids = [self.ids["<|startoftext|>"]] + self.encode(text) + [self.ids["<|endoftext|>"]]
+            ids = ids[:self.context_length]
             row[:len(ids)] = torch.tensor(ids)
         return rows
 
@@ -362,17 +364,14 @@ def test_backbone_stage_writes_a_slip_entry_beside_clip_entries(tiny_slip, tmp_p
     torch.testing.assert_close(model.encode_image(x), slip_encode_image(state, x, **TINY_DIMS), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("train_projection", [False, True])
-def test_one_finetuning_step_trains_the_image_tower_as_the_official_code(tiny_slip, tmp_params, tmp_path,
-                                                                        train_projection):
-    """UCAT on a reduced SLIP: one step moves the timm tower; the projection moves only when asked."""
+def test_one_finetuning_step_trains_the_image_tower_as_the_official_code(tiny_slip, tmp_params, tmp_path):
+    """UCAT on a reduced SLIP: one step moves the timm tower, not the projection (slip-ucat.py:214)."""
     path, _ = tiny_slip
     p = tmp_params
-    cfg = {"normalize": "clip", "train_projection": train_projection}
-    p["backbone"]["slip"] = cfg
     p["finetune"].update(epochs=1, max_steps_per_epoch=1, batch_size=4, warmup_steps=0, lr=0.05)
     data.prepare("demo_train", p)    # rendered at the demo's size, resized to the model's 160 px when read
-    model, arch, meta = _load(path, cfg)
+    model, arch, meta = _load(path, p["backbone"]["slip"])
+    assert p["backbone"]["slip"]["train_projection"] is False
     models.save_checkpoint(tmp_path / "backbone.pt", model, arch, meta)
     out = tmp_path / "model.pt"
     train.finetune(p, "ucat", tmp_path / "backbone.pt", out, tmp_path / "ckpt", tmp_path / "live",
@@ -380,11 +379,19 @@ def test_one_finetuning_step_trains_the_image_tower_as_the_official_code(tiny_sl
     tuned, arch2, meta2 = models.load_checkpoint(out)
     assert arch2 == arch and meta2["steps"] == 1
     before, after = model.state_dict(), tuned.state_dict()
-    assert not torch.equal(before["visual.trunk.blocks.0.attn.qkv.weight"], after["visual.trunk.blocks.0.attn.qkv.weight"])
-    assert torch.equal(before["visual.head.proj.weight"], after["visual.head.proj.weight"]) != train_projection
-    for key in before:   # the text tower and the logit scale never train
-        if not key.startswith("visual."):
+    qkv = "visual.trunk.blocks.0.attn.qkv.weight"
+    assert not torch.equal(before[qkv], after[qkv]) and not torch.equal(before["visual.trunk.norm.weight"],
+                                                                          after["visual.trunk.norm.weight"])
+    for key in before:   # the projection, the text tower and the logit scale stay
+        if not key.startswith("visual.trunk."):
             assert torch.equal(before[key], after[key]), key
+
+
+def test_train_projection_leaves_every_image_tower_weight_trainable(tiny_slip, tmp_path):
+    model, arch, meta = _load(tiny_slip[0], {"normalize": "clip", "train_projection": True})
+    models.save_checkpoint(tmp_path / "backbone.pt", model, arch, meta)
+    again, _, _ = models.load_checkpoint(tmp_path / "backbone.pt")
+    assert again.visual.head.proj.weight.requires_grad and all(p.requires_grad for p in again.visual.parameters())
 
 
 FULL_SPEC_FROM_SLIP = ("SLIP_VITB16", "vit_base_patch16_224", 224, 512, 77, 49408, 512, 8, 12)  # SLIP models.py:303-308
@@ -408,6 +415,12 @@ def test_full_size_slip_vit_b16_registry_entry_takes_slips_exact_layout():
     with pytest.raises(CheckpointError, match="1 missing key.*: visual.blocks.11.mlp.fc2.bias"):
         slip.convert({k: torch.empty(s) for k, s in layout.items() if k != "visual.blocks.11.mlp.fc2.bias"}, model,
                      "slip_base_25ep.pt")
+
+
+def test_every_slip_architecture_has_its_published_backbone_row():
+    published = {c.backbone for c in reference.load_table("backbones_avg")}
+    for name in slip.ARCHITECTURES.keys() - {"SLIP-Tiny"}:
+        assert reference.paper_backbone(name) in published
 
 
 @pytest.mark.slow
