@@ -121,9 +121,10 @@ def _dvc_stages(repo: Path) -> dict[str, dict]:
 
 
 def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
-    """Same commands, inputs and outputs, for the default, an ablation and a two-backbone paper configuration."""
+    """Same commands, inputs and outputs, for the default, an ablation and a three-backbone paper configuration."""
     two_backbones = config.load(ROOT / "config" / "paper.yaml", [
-        "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}]",
+        "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}, "
+        "{name: SLIP-ViT-B-16, pretrained: pretrained/slip_base_25ep.pt}]",
         "methods=[clip, ucat]", "data.datasets=[cifar10, pcam]", "evaluate.eps=[1, 4]"])
     for i, params in enumerate((config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward")),
                                 two_backbones, config.load(ROOT / "config" / "paper-smoke.yaml"))):

@@ -1,7 +1,8 @@
 """The ``backbone`` stage: a local CLIP checkpoint to fine-tune and evaluate.
 
 - ``backbone.source: open_clip`` downloads the named open_clip weights (huggingface_hub)
-  and stores them, with their architecture record, as one local file.
+  and stores them, with their architecture record, as one local file.  An entry named
+  ``SLIP-*`` instead reads SLIP's own checkpoint file and converts it (:mod:`ucat.slip`).
 - ``backbone.source: demo`` builds a tiny CLIP from open_clip's own ViT config and
   pretrains it contrastively on the synthetic shapes world (:mod:`ucat.data.demo`).
 """
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import models
+from . import models, slip
 from .data import demo
 from .errors import unknown_choice
 
@@ -102,6 +103,9 @@ def build(params: dict, backbone: str, out: str | Path, device: torch.device, pr
         model, arch, meta = pretrain_demo(params, device, progress)
     else:
         torch.manual_seed(params["run"]["seed"])  # pretrained: null means random weights: make them the seed's
-        model, arch, meta = download_open_clip(model_entry)
+        if slip.is_slip(model_entry["name"]):
+            model, arch, meta = slip.load(model_entry, params["backbone"]["slip"])
+        else:
+            model, arch, meta = download_open_clip(model_entry)
     models.save_checkpoint(out, model, arch, meta)
     return meta

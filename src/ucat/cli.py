@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("backbone", help="pretrain the demo CLIP or download open_clip weights to a local file")
+    p = sub.add_parser("backbone", help="pretrain the demo CLIP, download open_clip weights or convert SLIP's "
+                                        "checkpoint, into a local file")
     p.add_argument("backbone_id", nargs="?", metavar="BACKBONE",
                    help="a backbone.models name, or demo (default: the first)")
     p.add_argument("--out", help=f"checkpoint to write (default: {paths.BACKBONE})")

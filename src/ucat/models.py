@@ -57,7 +57,10 @@ def demo_arch(demo: dict) -> dict:
 def create_clip(arch: dict, pretrained: str | None = None, cache_dir: str | None = None) -> nn.Module:
     """Build an open_clip CLIP from an architecture record ``{"name", "overrides"}``.
 
-    ``pretrained`` is an open_clip tag (downloads through huggingface_hub) or a file.
+    ``pretrained`` is an open_clip tag (downloads through huggingface_hub) or a file.  Two optional
+    keys serve backbones converted from other code bases (:mod:`ucat.slip`): ``preprocess`` (the
+    image ``mean``/``std`` the model was trained with, read by ``ZeroShotClassifier``) and ``frozen``
+    (names of parameters that never train: built with ``requires_grad`` off).
     """
     import open_clip
 
@@ -68,8 +71,11 @@ def create_clip(arch: dict, pretrained: str | None = None, cache_dir: str | None
         # OpenAI weights were trained with QuickGELU; open_clip builds nn.GELU and only warns.
         raise ConfigError(f"backbone.name: OpenAI weights need the QuickGELU variant, use {name}-quickgelu")
     model = open_clip.create_model(
-        name, pretrained=pretrained, cache_dir=cache_dir, **copy.deepcopy(arch.get("overrides", {}))
+        name, pretrained=pretrained, cache_dir=cache_dir, force_preprocess_cfg=copy.deepcopy(arch.get("preprocess")),
+        **copy.deepcopy(arch.get("overrides", {}))
     )
+    for param in arch.get("frozen", []):
+        model.get_parameter(param).requires_grad_(False)
     return model.eval()
 
 
@@ -106,7 +112,7 @@ class _RandomInitFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_random_init():
+def quiet_random_init():
     """Hide open_clip's "No pretrained weights loaded … initialized randomly" (root logger) warning."""
     root, flt = logging.getLogger(), _RandomInitFilter()
     root.addFilter(flt)
@@ -119,7 +125,7 @@ def _quiet_random_init():
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dict]:
     """Rebuild the CLIP stored by :func:`save_checkpoint`: returns ``(model, arch, meta)``."""
     payload = read_checkpoint(path)
-    with _quiet_random_init():  # the checkpoint's weights are loaded right below
+    with quiet_random_init():  # the checkpoint's weights are loaded right below
         model = create_clip(payload["arch"], pretrained=None)
     try:
         model.load_state_dict(payload["state_dict"], strict=True, assign=True)  # no second copy of the weights

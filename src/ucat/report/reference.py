@@ -33,7 +33,8 @@ ABLATIONS = {"kl_prob_forward": "ce+kl_prob_forward", "kl_prob_reverse": "ce+kl_
 H_ON_AVERAGE = {"backbones_avg"}
 
 BACKBONES = {"ViT-B-32": "ViT-B-32", "ViT-B-32-quickgelu": "ViT-B-32",
-             "ViT-B-16": "ViT-B-16", "ViT-B-16-quickgelu": "ViT-B-16"}
+             "ViT-B-16": "ViT-B-16", "ViT-B-16-quickgelu": "ViT-B-16",
+             "SLIP-ViT-B-16": "SLIP-ViT-B-16"}   # ucat.slip's registry names
 
 
 class Cell(NamedTuple):
@@ -70,7 +71,7 @@ def paper_method(key: str) -> str:
 
 
 def paper_backbone(name: str) -> str | None:
-    """The CSV backbone name of an open_clip architecture name, or None."""
+    """The CSV backbone name of a backbone id (open_clip or SLIP architecture name), or None."""
     return BACKBONES.get(name)
 
 
