@@ -180,3 +180,14 @@ def test_cli_rejects_unknown_model(params, tmp_path, capsys):
     assert rc == 2
     assert "--model" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", [["--batch", "0"], ["--pgd-steps", "0"], ["--methods", "clip"]])
+def test_cli_rejects_bad_sizes_and_methods_before_measuring(params, tmp_path, capsys, flag):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    out = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--params", str(params_file), *flag, "--out", str(out), "--quiet"])
+    assert rc == 2
+    assert flag[0] in capsys.readouterr().err
+    assert not out.exists()

@@ -643,7 +643,7 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
 def main(args: argparse.Namespace) -> int:
     """``ucat bench``: measure, print the table, write ``args.out`` (JSON, atomically).
 
-    Hidden knobs (tests): ``args.batch``, ``args.pgd_steps``, ``args.search``, ``args.numerics_batch``.
+    Hidden knobs (tests): ``args.search``, ``args.numerics_batch``.
     """
     from . import config
     from .io import write_json
@@ -653,6 +653,9 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.model not in ("auto", "demo", "ViT-B-32"):
         raise ConfigError(f"--model: unknown value {args.model!r}; allowed: auto, demo, ViT-B-32")
+    for flag, value in (("--batch", getattr(args, "batch", None)), ("--pgd-steps", getattr(args, "pgd_steps", None))):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: must be at least 1, got {value}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
     device = models.resolve_device(params["run"]["device"])

@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also measure with torch.compile (run.compile); "
                                                           "with --baseline: the project's side compiled too")
+    p.add_argument("--batch", type=int, default=None,
+                   help="images per step (default: 256 on GPU, 64 on CPU; --baseline official: 256 / 32)")
+    p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None,
+                   help="PGD steps of the evaluation workload (default: 100 on GPU, 10 on CPU)")
     p.add_argument("--methods", default=None,
                    help="comma-separated fine-tuning methods whose step is timed (default: ucat,tga_zsr,comp_tga; "
                         "with --baseline official: those three only)")

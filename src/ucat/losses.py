@@ -6,6 +6,9 @@ zero-shot logits as Dirichlet concentrations ``alpha = exp((cos + 1) / tau') + 1
 Dirichlet with the frozen model's clean one by the reverse KL
 ``KL(Dir(alpha_adv) || Dir(alpha_ref))``, weighted by ``lambda = tau / exp(softplus(2/tau'))``.
 
+TGA-ZSR and Comp-TGA add distances between text-guided attention maps (the maps: :mod:`ucat.tga`)
+to TeCoA's cross-entropy: :func:`tga_loss`.
+
 Dirichlet KLs are evaluated in float64: with tau' = 0.07 the concentrations reach
 ~1e12, where the log-gamma terms (~1e13) cancel to O(1) and float32 would leave only noise.
 """
