@@ -350,6 +350,7 @@ def test_finetune_stage_runs_comp_tga_with_its_non_class_prompts(tmp_params, tin
     assert meta["steps"] == 3 and (out / "model.pt").is_file()
     align = (out / "live/plots/metrics/train/align.tsv").read_text().split("\n")[1:]
     assert len([r for r in align if r]) == 3 and all(float(r.split("\t")[1]) > 0 for r in align if r)
+    assert (out / "live/plots/metrics/train/lar.tsv").is_file() and (out / "live/plots/metrics/train/gac.tsv").is_file()
     saved, _, _ = models.load_checkpoint(out / "model.pt")
     assert not getattr(saved.visual, "output_tokens", False)   # the checkpoint is a plain CLIP
 

@@ -387,7 +387,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
             step += 1
             if step % cfg["log_every"] == 0 or step == total:
                 live.step = step
-                for key in ("loss", "ce", "align"):
+                for key in ("loss", "ce", "align", "lar", "gac"):   # lar, gac: TGA's two attention terms
                     if key in out:
                         live.log_metric(f"train/{key}", float(out[key].detach()))
                 live.log_metric("train/adv_acc", float((out["logits_adv"].argmax(-1) == labels).float().mean()))
