@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from ucat import bench, cli
+from ucat.errors import ConfigError
 
 
 def analytic_vit_flops(image_size: int, patch: int, width: int, layers: int, embed_dim: int, classes: int) -> int:
@@ -54,6 +55,8 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
     assert result["gpu"] == bench.UNMEASURED_GPU
     assert {r["workload"] for r in result["runs"]} == {"finetune", "pgd_eval", "caa_eval", "a3_eval"}
     assert meta["early_stop_evals"]["caa"]["steps"] == meta["early_stop_evals"]["a3"]["steps"] == 2
+    assert meta["methods"] == ["ucat", "tga_zsr", "comp_tga"]   # UCAT, TGA-ZSR and Comp-TGA steps side by side
+    assert [r["method"] for r in result["runs"] if r["workload"] == "finetune"] == meta["methods"]
     for run in result["runs"]:
         assert run["batch"] == 8 and len(run["seconds"]) == 1
         assert run["images_per_s"] > 0 and run["achieved_tflops"] > 0
@@ -62,7 +65,8 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
     assert result["matmul_peak"]["tflops"] > 0
     assert all(v > 0 for v in result["flops_per_image"].values())
     names = {r["name"] for r in result["rows"]}
-    assert "finetune b8 throughput" in names and "FLOPs/image forward" in names
+    assert {"finetune UCAT b8 throughput", "finetune TGA-ZSR b8 throughput", "finetune Comp-TGA b8 throughput",
+            "FLOPs/image forward"} <= names
     assert result["errors"] == []
     # every printed row shows the measurement it names, in its unit (built here from the raw fields)
     f, peak, num = result["flops_per_image"], result["matmul_peak"], result["numerics"]
@@ -70,7 +74,9 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
         f"matmul {peak['n']}^3 {peak['dtype']}": (peak["tflops"], "TFLOP/s"),
         "FLOPs/image forward": (f["forward"] / 1e9, "GFLOP"),
         "FLOPs/image attack step (fwd+bwd to input)": (f["attack_step"] / 1e9, "GFLOP"),
-        "FLOPs/image fine-tuning step": (f["finetune_step"] / 1e9, "GFLOP"),
+        "FLOPs/image fine-tuning step UCAT": (f["finetune_step"] / 1e9, "GFLOP"),
+        "FLOPs/image fine-tuning step TGA-ZSR": (f["finetune_step_tga_zsr"] / 1e9, "GFLOP"),
+        "FLOPs/image fine-tuning step Comp-TGA": (f["finetune_step_comp_tga"] / 1e9, "GFLOP"),
         "FLOPs/image PGD-2 eval": (f["pgd_eval"] / 1e9, "GFLOP"),
         f"numerics {num['fast_dtype']} vs fp32 max|dlogits|": (num["max_abs_delta_logits"], "logit"),
         f"numerics argmax agreement (tol >= {num['tolerance']['argmax_agreement_min']})":
@@ -88,10 +94,13 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
         assert r["flops_per_image"] == pytest.approx(r["gradient_steps_per_image"] * f["attack_step"]
                                                      + (r["forwards_per_image"] - r["gradient_steps_per_image"]) * f["forward"])
     for run in result["runs"]:
-        what, flops = {"finetune": ("finetune b8", f["finetune_step"]),
-                       "pgd_eval": ("PGD-2 eval b8", f["pgd_eval"]),
-                       "caa_eval": ("CAA-2 eval b8", run.get("flops_per_image")),
-                       "a3_eval": ("A³-2 eval b8", run.get("flops_per_image"))}[run["workload"]]
+        if run["workload"] == "finetune":
+            label = {"ucat": "UCAT", "tga_zsr": "TGA-ZSR", "comp_tga": "Comp-TGA"}[run["method"]]
+            what, flops = f"finetune {label} b8", f[bench.step_key(run["method"])]
+        else:
+            what, flops = {"pgd_eval": ("PGD-2 eval b8", f["pgd_eval"]),
+                           "caa_eval": ("CAA-2 eval b8", run.get("flops_per_image")),
+                           "a3_eval": ("A³-2 eval b8", run.get("flops_per_image"))}[run["workload"]]
         tflops = flops * 8 / run["seconds_median"] / 1e12
         if run["workload"] != "finetune":
             expected[f"{what} forwards/image"] = (run["forwards_per_image"], "forwards")
@@ -136,6 +145,27 @@ def test_step_flops_are_consistent_with_the_forward(params):
     assert f["pgd_eval"] == pytest.approx(7 * f["attack_step"] + fwd)
 
 
+def test_tga_step_flops_add_the_clean_pass(params):
+    """TGA step = attack (steps x 2F) + the trained pass over adversarial and clean images with backward
+    (2 x 3F) + the reference's clean pass (F): two forward-equivalents more than UCAT's (the maps are no matmuls)."""
+    attack = params["finetune"]["attack"]
+    net, _ = bench.build_classifier("demo", params, torch.device("cpu"))
+    f = bench.model_flops(net, params, attack, pgd_steps=1, device=torch.device("cpu"),
+                          methods=("ucat", "tga_zsr", "comp_tga"))
+    fwd = f["forward"]
+    for m in ("tga_zsr", "comp_tga"):
+        assert f[bench.step_key(m)] == pytest.approx((2 * attack["steps"] + 7) * fwd, rel=0.10)
+    assert f["finetune_step_tga_zsr"] - f["finetune_step"] == pytest.approx(3 * fwd, rel=0.10)
+
+
+def test_methods_option_is_checked(params):
+    assert bench.parse_methods(None) == bench.METHODS
+    assert bench.parse_methods("ucat, comp_tga") == ("ucat", "comp_tga")
+    for bad in ("clip", "tga", ""):
+        with pytest.raises(ConfigError, match="--methods"):
+            bench.parse_methods(bad)
+
+
 @pytest.mark.numerics
 def test_bf16_autocast_numerics_on_cpu(params):
     num = bench.numerics(params, torch.device("cpu"), n=64)
@@ -164,4 +194,15 @@ def test_cli_rejects_unknown_model(params, tmp_path, capsys):
     rc = cli.main(["bench", "--params", str(params_file), "--model", "resnet", "--out", str(out), "--quiet"])
     assert rc == 2
     assert "--model" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", [["--batch", "0"], ["--pgd-steps", "0"], ["--methods", "clip"]])
+def test_cli_rejects_bad_sizes_and_methods_before_measuring(params, tmp_path, capsys, flag):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    out = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--params", str(params_file), *flag, "--out", str(out), "--quiet"])
+    assert rc == 2
+    assert flag[0] in capsys.readouterr().err
     assert not out.exists()

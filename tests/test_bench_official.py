@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from ucat import bench_official, cli, config
@@ -35,6 +36,26 @@ def test_official_pgd_computes_weight_gradients_and_reencodes_prompts(params):
     assert any(not torch.equal(a, b) for a, b in zip(before, loop.model.visual.parameters()))
 
 
+@pytest.mark.parametrize("method,prompt_sets", [("tga_zsr", 1), ("comp_tga", 2)])
+def test_official_tga_step_runs_four_image_passes_with_graphs(params, method, prompt_sets):
+    """TGA-ZSR.py:334-342: adversarial forward for the logits, a second one for its map, the frozen and the
+    trained model on the clean images, all with autograd graphs (the frozen weights get gradients)."""
+    clip, arch = bench_official.build_clip("demo", params, torch.device("cpu"))
+    loop = bench_official.OfficialTGALoop(clip, arch, [f"c{i}" for i in range(5)], params, torch.device("cpu"), method)
+    image_calls, frozen_calls, text_calls = [], [], []
+    loop.model.visual.register_forward_hook(lambda *a: image_calls.append(1))
+    loop.frozen.visual.register_forward_hook(lambda *a: frozen_calls.append(1))
+    loop.model.encode_text = (lambda f: lambda t: text_calls.append(1) or f(t))(loop.model.encode_text)
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(5, (4,))
+    before = [p.detach().clone() for p in loop.model.visual.parameters()]
+    loss = loop.train_step(x, y, 8 / 255, 2 / 255, 2)
+    assert torch.isfinite(loss)
+    assert len(image_calls) == 2 + 3 and len(frozen_calls) == 1      # 2 attack steps + adv, adv map, clean map
+    assert len(text_calls) == prompt_sets + 2                         # prompts once per step, + each attack step
+    assert all(p.grad is not None for p in loop.frozen.visual.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.model.visual.parameters()))
+
+
 def test_bench_baseline_cli_prints_both_loops_and_the_ratio(params, tmp_path, capsys):
     path = tmp_path / "params.yaml"
     p = _params(params)
@@ -47,11 +68,13 @@ def test_bench_baseline_cli_prints_both_loops_and_the_ratio(params, tmp_path, ca
     text = capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["meta"]["classes"] == round(8 * 200 / 256)      # the paper's class-to-batch proportion
-    for w in ("finetune", "pgd_eval"):
+    assert res["meta"]["methods"] == ["ucat", "tga_zsr", "comp_tga"]
+    for w in ("finetune", "finetune_tga_zsr", "finetune_comp_tga", "pgd_eval"):
         proj, off = res["phases"][f"{w}_project"], res["phases"][f"{w}_official"]
         assert proj["images_per_s"] > 0 and off["images_per_s"] > 0
         assert abs(res["speedup"][w] - proj["images_per_s"] / off["images_per_s"]) < 1e-9
     assert "speed-up project/official" in text and "GPU figures: unmeasured" in text
+    assert "fine-tuning step TGA-ZSR official b8" in text and "fine-tuning step Comp-TGA speed-up project/official" in text
     assert "informative only" in text
 
 
@@ -74,3 +97,10 @@ def test_compiled_project_side_gets_its_own_rows_and_ratio():
     assert rows["fine-tuning step speed-up project compiled/official"] == 4.0
     assert rows["PGD-100 eval speed-up project/official"] == 2.0
     assert rows["PGD-100 eval project compiled peak memory"] == 1.0
+
+
+def test_baseline_refuses_methods_without_an_official_structure(params):
+    from ucat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--methods: pmg_aft"):
+        bench_official.run_baseline(params, torch.device("cpu"), methods=("pmg_aft",))

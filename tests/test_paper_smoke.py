@@ -2,7 +2,7 @@
 
 Default suite: a reduced version (two methods, three sets of different on-disk formats,
 clean + PGD).  Slow suite (``make paper-smoke`` does the same by hand): the whole
-paper-shaped DAG, 8 methods x 16 sets x 4 attacks.  Random weights: only the path is
+paper-shaped DAG, 10 methods x 16 sets x 4 attacks.  Random weights: only the path is
 checked (files, shapes, pairing with the published numbers), never the values.
 """
 
@@ -84,7 +84,7 @@ def test_reduced_paper_smoke_through_snakemake(tmp_path):
 def test_full_paper_smoke_through_snakemake(tmp_path):
     """`make paper-smoke`: the paper's DAG shape, every method, every set, every attack."""
     params = smoke_params()
-    assert len(params["methods"]) == 8 and len(params["data"]["datasets"]) == 16
+    assert len(params["methods"]) == 10 and len(params["data"]["datasets"]) == 16
     repo = copy_repo(tmp_path / "repo", params)
     run(["snakemake", "--cores", "2"], repo, timeout=3 * 3600)
     check_run(repo, params)

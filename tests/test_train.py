@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from ucat import data, fingerprint, losses, methods, models, train
+from ucat import data, fingerprint, losses, methods, models, tga, train
 from ucat import cli
 from ucat.errors import ConfigError, TrainingError
 
@@ -29,6 +29,9 @@ def test_loss_finite_and_gradients_only_in_image_tower(method, tiny_clip, params
 
     images, labels, names = demo.make_set("demo_train", 1, 0)
     model = _classifier(tiny_clip, names).train()
+    if method in tga.METHODS:
+        clip, arch = tiny_clip
+        tga.prepare(model, tga.negative_text_features(clip, arch, params, names, "cpu") if tga.METHODS[method] else None)
     ref = model.frozen_copy()
     before = model.class_features.clone()
     out = train.method_step(method, model, ref, images[:8].float() / 255, labels[:8], params,

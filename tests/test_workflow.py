@@ -329,9 +329,9 @@ def test_paper_configuration_dry_run_lists_the_full_matrix():
     res = run(["snakemake", "-n", "-F", "--cores", "1", "--configfile", "config/paper.yaml", "--quiet", "rules"], ROOT)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
     params = config.load(ROOT / "config" / "paper.yaml")
-    assert int(counts["evaluate"]) == len(params["methods"]) * 16 == 128   # each: clean + 3 attacks
+    assert int(counts["evaluate"]) == len(params["methods"]) * 16 == 160   # each: clean + 3 attacks
     assert "evaluate_clean" not in counts
-    assert int(counts["finetune"]) == 8 and int(counts["data"]) == 16
+    assert int(counts["finetune"]) == 10 and int(counts["data"]) == 16
 
 
 def test_slurm_profile_plans_gpu_jobs_per_data_set():
@@ -342,5 +342,5 @@ def test_slurm_profile_plans_gpu_jobs_per_data_set():
     blocks = out.split("\nrule ")
     finetune = [b for b in blocks if b.startswith("finetune:")]
     evaluate = [b for b in blocks if b.startswith("evaluate:")]
-    assert len(finetune) == 8 and len(evaluate) == 128
+    assert len(finetune) == 10 and len(evaluate) == 160
     assert all("gpu=1" in b and "slurm_partition=gpu" in b for b in finetune + evaluate)

@@ -5,10 +5,11 @@ Run by hand (never in CI).  On the current device (CUDA when available, else CPU
 weights and random unit-norm class features (no text tower, no download) and measures, each
 as the median of ``repeats`` timed repetitions after warm-up:
 
-- ``finetune``: one UCAT fine-tuning step exactly as the training loop runs it
-  (:func:`ucat.train.method_step` under the pipeline's autocast, backward, the optimiser of
-  :func:`ucat.train.make_optimizer`), at the paper's batch 256 and at the largest batch that
-  fits on GPU (doubling until CUDA OOM), at batch 64 on CPU;
+- ``finetune``: one fine-tuning step of each of ``methods`` (UCAT, TGA-ZSR and Comp-TGA by
+  default) exactly as the training loop runs it (:func:`ucat.train.method_step` under the
+  pipeline's autocast, backward, the optimiser of :func:`ucat.train.make_optimizer`), at the
+  paper's batch 256 (UCAT also at the largest batch that fits on GPU, doubling until CUDA OOM),
+  at batch 64 on CPU;
 - ``pgd_eval``: PGD-100 at eps 1/255 (10 steps on CPU) then a no-grad forward, as
   :mod:`ucat.evaluate` runs a cell;
 - ``caa_eval``, ``a3_eval``: the official code's CAA and A³ (:mod:`ucat.attacks_extra`) with the
@@ -41,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from . import attacks, models, train
+from . import attacks, models, tga, train
 from .data.demo import DEMO_SETS
 from .errors import ConfigError
+from .methods import METHODS as REGISTRY
 
 PAPER_BATCH = 256                 # the paper's fine-tuning batch
 EVAL_EPS = 1                      # the paper's test budget (units of 1/255); attack step 1/255
@@ -57,6 +59,7 @@ DEMO_CLASSES = len(DEMO_SETS["demo_train"].classnames)   # the demo fine-tuning 
 VIT_LOGIT_SCALE = 100.0
 MAX_SEARCH_BATCH = 1 << 16
 NUMERICS_TOL = {"argmax_agreement_min": 0.9, "abs_delta_accuracy_max": 0.1}
+METHODS = ("ucat", "tga_zsr", "comp_tga")   # fine-tuning steps timed by default (the first: largest-batch search)
 UNMEASURED_GPU = "unmeasured (no CUDA device)"
 
 
@@ -81,6 +84,24 @@ def build_classifier(kind: str, params: dict, device: torch.device, seed: int = 
     cfg = visual.preprocess_cfg
     net = models.ZeroShotClassifier(visual, feats, scale, cfg["mean"], cfg["std"]).to(device)
     return net, arch
+
+
+def method_classifier(net: models.ZeroShotClassifier, method: str, seed: int = 0) -> models.ZeroShotClassifier:
+    """A copy of ``net`` as ``method``'s fine-tuning uses it: TGA methods get the token output and
+    (Comp-TGA) random unit-norm non-class prompt features, as the pipeline's ``tga.prepare``."""
+    model = copy.deepcopy(net)
+    if method in tga.METHODS:
+        negative = None
+        if tga.METHODS[method]:
+            g = torch.Generator().manual_seed(seed + 2)
+            negative = F.normalize(torch.randn(model.class_features.shape, generator=g), dim=-1)
+        tga.prepare(model, negative)
+    return model
+
+
+def step_key(method: str) -> str:
+    """Key of a method's fine-tuning-step FLOPs in :func:`model_flops` (``finetune_step`` is UCAT's)."""
+    return "finetune_step" if method == "ucat" else f"finetune_step_{method}"
 
 
 def random_batch(n: int, size: int, classes: int, device: torch.device, seed: int = 0):
@@ -144,8 +165,9 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 def model_flops(net: models.ZeroShotClassifier, params: dict, attack: dict, pgd_steps: int,
-                device: torch.device, n: int = 2) -> dict[str, float]:
-    """Per-image FLOPs: forward, attack step (forward + backward to the input), fine-tuning step, PGD eval."""
+                device: torch.device, n: int = 2, methods: tuple[str, ...] = ("ucat",)) -> dict[str, float]:
+    """Per-image FLOPs: forward, attack step (forward + backward to the input), each method's
+    fine-tuning step (:func:`step_key`), PGD eval."""
     net = copy.deepcopy(net)
     x, y = random_batch(n, net.image_size, net.num_classes, device, seed=11)
 
@@ -161,16 +183,17 @@ def model_flops(net: models.ZeroShotClassifier, params: dict, attack: dict, pgd_
     fwd = count_flops(forward) / n
     atk = count_flops(attack_step) / n
     p = _with_attack(params, attack)
-    net.train()
-    reference = net.frozen_copy()
+    out = {"forward": fwd, "attack_step": atk, "pgd_eval": pgd_steps * atk + fwd}
+    for method in methods:
+        model = method_classifier(net, method).train()
+        reference = model.frozen_copy()
 
-    def finetune_step():
-        out = train.method_step("ucat", net, reference, x, y, p, None)
-        out["loss"].backward()
+        def finetune_step():
+            loss = train.method_step(method, model, reference, x, y, p, None)["loss"]
+            loss.backward()
 
-    step = count_flops(finetune_step) / n
-    return {"forward": fwd, "attack_step": atk, "finetune_step": step,
-            "pgd_eval": pgd_steps * atk + fwd}
+        out[step_key(method)] = count_flops(finetune_step) / n
+    return out
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int = 3) -> dict:
@@ -297,14 +320,16 @@ class Workload:
 
     def __init__(self, name: str, make: Callable[[int], Callable[[], Any]], flops_per_image: float | None,
                  release: Callable[[], None] = lambda: None, profile_steps: int = 3,
-                 counter: RowCounter | None = None, step_flops: tuple[float, float] | None = None):
+                 counter: RowCounter | None = None, step_flops: tuple[float, float] | None = None,
+                 method: str | None = None):
         self.name, self.make, self.flops_per_image = name, make, flops_per_image
-        self.release, self.profile_steps = release, profile_steps
+        self.release, self.profile_steps, self.method = release, profile_steps, method
         self.counter, self.step_flops = counter, step_flops
 
 
-def finetune_workload(net, params, attack, device, amp, flops, compiled=False) -> Workload:
-    model = copy.deepcopy(net).train()
+def finetune_workload(net, params, attack, device, amp, flops, compiled=False, method: str = "ucat") -> Workload:
+    """``method``'s fine-tuning step as the training loop runs it (default UCAT)."""
+    model = method_classifier(net, method).train()
     model.visual.requires_grad_(True)
     reference = model.frozen_copy()
     opt = train.make_optimizer(model.visual.parameters(), params["finetune"], device)
@@ -319,7 +344,7 @@ def finetune_workload(net, params, attack, device, amp, flops, compiled=False) -
 
         def step():
             with models.autocast(amp, device):
-                out = train.method_step("ucat", model, reference, x, y, p, gen)
+                out = train.method_step(method, model, reference, x, y, p, gen)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
@@ -329,7 +354,7 @@ def finetune_workload(net, params, attack, device, amp, flops, compiled=False) -
     def release():
         opt.zero_grad(set_to_none=True)
 
-    return Workload("finetune", make, flops["finetune_step"], release, profile_steps=3)
+    return Workload("finetune", make, flops.get(step_key(method), 0.0), release, profile_steps=3, method=method)
 
 
 def _eval_model(net, compiled: bool) -> RowCounter:
@@ -408,7 +433,8 @@ def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_t
         step_flops, forward_flops = wl.step_flops
         flops = counts["gradient_steps"] * step_flops + (counts["forwards"] - counts["gradient_steps"]) * forward_flops
     tflops = flops * ips / 1e12
-    row = {"workload": wl.name, "compiled": compiled, "batch": batch, "seconds_median": sec,
+    row = {"workload": wl.name, **({"method": wl.method} if wl.method else {}), "compiled": compiled, "batch": batch,
+           "seconds_median": sec,
            "seconds": times, "images_per_s": ips, "achieved_tflops": tflops,
            "fraction_of_matmul_peak": tflops / peak_tflops if peak_tflops else None}
     if counts is not None:
@@ -498,13 +524,15 @@ def numerics(params: dict, device: torch.device, n: int = 64, pgd_steps: int = 3
 
 def run_benchmark(params: dict, device: torch.device, model: str = "auto", repeats: int = 5,
                   batch: int | None = None, pgd_steps: int | None = None, compile: bool = False,
-                  search: bool | None = None, numerics_batch: int = 64,
+                  search: bool | None = None, numerics_batch: int = 64, methods: tuple[str, ...] = METHODS,
                   log: Callable[[str], None] = print) -> dict:
     """Measure everything; returns the JSON-able result (``rows`` is the printed table).
 
     ``batch``/``pgd_steps`` override the defaults (256 + largest batch and PGD-100 on GPU;
-    64 and PGD-10 on CPU); ``search`` forces the largest-batch search on or off (GPU only).
+    64 and PGD-10 on CPU); ``search`` forces the largest-batch search on or off (GPU only; for
+    the first of ``methods``, the fine-tuning methods whose step is timed).
     """
+    methods = check_methods(methods)
     device = torch.device(device)
     cuda = device.type == "cuda"
     kind = model if model != "auto" else ("ViT-B-32" if cuda else "demo")
@@ -519,8 +547,9 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
     log(f"bench: {kind} on {_device_name(device)}, autocast {_dtype_name(amp)}, repeats {repeats}")
     peak = matmul_rate(device, peak_dtype)
     log(f"  matmul {peak['n']}^3 {peak['dtype']}: {peak['tflops']:.4g} TFLOP/s")
-    flops = model_flops(net, params, attack, steps, device)
-    log(f"  FLOPs/image: forward {flops['forward'] / 1e9:.4g} G, fine-tuning step {flops['finetune_step'] / 1e9:.4g} G")
+    flops = model_flops(net, params, attack, steps, device, methods=methods)
+    log(f"  FLOPs/image: forward {flops['forward'] / 1e9:.4g} G, fine-tuning step "
+        + ", ".join(f"{REGISTRY[m].label} {flops[step_key(m)] / 1e9:.4g} G" for m in methods))
 
     runs: list[dict] = []
     errors: list[str] = []
@@ -529,23 +558,25 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
     for compiled in variants:
         tag = "compiled" if compiled else "eager"
         try:
-            ft = finetune_workload(net, params, attack, device, amp, flops, compiled)
-            ft_batches = [base_batch]
-            if search and not compiled:
-                log("  largest fine-tuning batch (doubling until OOM):")
-                max_batch = largest_batch(ft, base_batch * 2, device, log) or base_batch
-            if max_batch and max_batch > base_batch:
-                ft_batches.append(max_batch)
-            for b in ft_batches:
-                log(f"  finetune ({tag}) batch {b} ...")
-                try:
-                    runs.append(measure(ft, b, repeats, device, peak["tflops"], compiled))
-                except torch.cuda.OutOfMemoryError:
-                    errors.append(f"finetune ({tag}) batch {b}: CUDA out of memory")
-                ft.release()
-                if cuda:
-                    torch.cuda.empty_cache()  # outside the handler: the traceback no longer pins tensors
-            del ft
+            for method in methods:
+                ft = finetune_workload(net, params, attack, device, amp, flops, compiled, method)
+                ft_batches = [base_batch]
+                if method == methods[0]:
+                    if search and not compiled:
+                        log(f"  largest {method} fine-tuning batch (doubling until OOM):")
+                        max_batch = largest_batch(ft, base_batch * 2, device, log) or base_batch
+                    if max_batch and max_batch > base_batch:
+                        ft_batches.append(max_batch)
+                for b in ft_batches:
+                    log(f"  finetune {method} ({tag}) batch {b} ...")
+                    try:
+                        runs.append(measure(ft, b, repeats, device, peak["tflops"], compiled))
+                    except torch.cuda.OutOfMemoryError:
+                        errors.append(f"finetune {method} ({tag}) batch {b}: CUDA out of memory")
+                    ft.release()
+                    if cuda:
+                        torch.cuda.empty_cache()  # outside the handler: the traceback no longer pins tensors
+                del ft
             pg = pgd_workload(net, device, amp, steps, flops, compiled)
             log(f"  pgd_eval ({tag}) PGD-{steps} batch {base_batch} ...")
             runs.append(measure(pg, base_batch, repeats, device, peak["tflops"], compiled))
@@ -572,7 +603,7 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
             "python": platform.python_version(), "threads": torch.get_num_threads(),
             "model": kind, "arch": arch["name"], "image_size": net.image_size, "num_classes": net.num_classes,
             "logit_scale": net.logit_scale, "weights": "random", "precision": params["run"]["precision"],
-            "autocast_dtype": _dtype_name(amp), "repeats": repeats, "method": "ucat",
+            "autocast_dtype": _dtype_name(amp), "repeats": repeats, "methods": list(methods),
             "optimizer": params["finetune"]["optimizer"], "train_attack": attack,
             "pgd_eval": {"eps255": EVAL_EPS, "step255": 1, "steps": steps},
             "early_stop_evals": {"eps255": EVAL_EPS, "labels": "the model's clean predictions",
@@ -594,6 +625,18 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
     return result
 
 
+def check_methods(names) -> tuple[str, ...]:
+    """The fine-tuning methods to time: known, fine-tuned, at least one (``--methods``)."""
+    names = tuple(names)
+    if not names:
+        raise ConfigError("--methods: give at least one fine-tuning method")
+    for name in names:
+        if name not in REGISTRY or not REGISTRY[name].finetuned:
+            allowed = ", ".join(m for m, spec in REGISTRY.items() if spec.finetuned)
+            raise ConfigError(f"--methods: {name!r} is not a fine-tuning method; allowed: {allowed}")
+    return names
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -611,14 +654,16 @@ def table_rows(result: dict) -> list[dict]:
     rows = [{"name": f"matmul {result['matmul_peak']['n']}^3 {result['matmul_peak']['dtype']}",
              "value": result["matmul_peak"]["tflops"], "unit": "TFLOP/s"}]
     f = result["flops_per_image"]
-    for key, label in (("forward", "forward"), ("attack_step", "attack step (fwd+bwd to input)"),
-                       ("finetune_step", "fine-tuning step"), ("pgd_eval", f"PGD-{result['meta']['pgd_eval']['steps']} eval")):
+    steps = [(step_key(m), f"fine-tuning step {REGISTRY[m].label}") for m in result["meta"]["methods"]]
+    for key, label in (("forward", "forward"), ("attack_step", "attack step (fwd+bwd to input)"), *steps,
+                       ("pgd_eval", f"PGD-{result['meta']['pgd_eval']['steps']} eval")):
         rows.append({"name": f"FLOPs/image {label}", "value": f[key] / 1e9, "unit": "GFLOP"})
     steps = result["meta"]["pgd_eval"]["steps"]
     labels = {"finetune": "finetune", "pgd_eval": f"PGD-{steps} eval",
               **{f"{a}_eval": f"{label}-{steps} eval" for a, label in EARLY_STOP_EVALS.items()}}
     for r in result["runs"]:
-        name = f"{labels[r['workload']]}{' compiled' if r['compiled'] else ''} b{r['batch']}"
+        what = (f"finetune {REGISTRY[r['method']].label}" if r["workload"] == "finetune" else labels[r["workload"]])
+        name = f"{what}{' compiled' if r['compiled'] else ''} b{r['batch']}"
         rows.append({"name": f"{name} throughput", "value": r["images_per_s"], "unit": "images/s"})
         if "forwards_per_image" in r:
             rows.append({"name": f"{name} forwards/image", "value": r["forwards_per_image"], "unit": "forwards"})
@@ -684,10 +729,17 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_methods(text: str | None) -> tuple[str, ...]:
+    """``--methods ucat,tga_zsr``; None = :data:`METHODS`."""
+    if text is None:
+        return METHODS
+    return check_methods(m.strip() for m in text.split(",") if m.strip())
+
+
 def main(args: argparse.Namespace) -> int:
     """``ucat bench``: measure, print the table, write ``args.out`` (JSON, atomically).
 
-    Hidden knobs (tests): ``args.batch``, ``args.pgd_steps``, ``args.search``, ``args.numerics_batch``.
+    Hidden knobs (tests): ``args.search``, ``args.numerics_batch``.
     """
     from . import config
     from .io import write_json
@@ -697,6 +749,9 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.model not in ("auto", "demo", "ViT-B-32"):
         raise ConfigError(f"--model: unknown value {args.model!r}; allowed: auto, demo, ViT-B-32")
+    for flag, value in (("--batch", getattr(args, "batch", None)), ("--pgd-steps", getattr(args, "pgd_steps", None))):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: must be at least 1, got {value}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
     device = models.resolve_device(params["run"]["device"])
@@ -709,7 +764,8 @@ def main(args: argparse.Namespace) -> int:
 
         result = bench_official.run_baseline(params, device, model=args.model, repeats=args.repeats,
                                              batch=getattr(args, "batch", None), classes=getattr(args, "classes", None),
-                                             pgd_steps=getattr(args, "pgd_steps", None), compile=args.compile, log=log)
+                                             pgd_steps=getattr(args, "pgd_steps", None), compile=args.compile,
+                                             methods=parse_methods(getattr(args, "methods", None)), log=log)
         print(format_rows(result))
         write_json(args.out, result)
         print(f"wrote {args.out}")
@@ -717,7 +773,8 @@ def main(args: argparse.Namespace) -> int:
     result = run_benchmark(params, device, model=args.model, repeats=args.repeats,
                            batch=getattr(args, "batch", None), pgd_steps=getattr(args, "pgd_steps", None),
                            compile=args.compile, search=getattr(args, "search", None),
-                           numerics_batch=getattr(args, "numerics_batch", None) or 64, log=log)
+                           numerics_batch=getattr(args, "numerics_batch", None) or 64,
+                           methods=parse_methods(getattr(args, "methods", None)), log=log)
     print(format_table(result))
     write_json(args.out, result)
     print(f"wrote {args.out}")

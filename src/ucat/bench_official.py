@@ -1,4 +1,4 @@
-"""``ucat bench --baseline official``: the official UCAT loop's structure beside the project's.
+"""``ucat bench --baseline official``: the official UCAT (and TGA-ZSR / Comp-TGA) loops' structure beside the project's.
 
 Written from a reading of the official ``main.py``/``attacks.py`` (no code taken from it), to time
 what its structure costs on the same random-weight CLIP in the same run:
@@ -16,6 +16,14 @@ what its structure costs on the same random-weight CLIP in the same run:
 - evaluation: PGD-100 with the same full-model backward and per-step text encoding, then a no-grad
   forward on the adversarial images.
 
+TGA-ZSR and Comp-TGA (github.com/zhyblue424/TGA-ZSR, ``TGA-ZSR.py``/``Comp-TGA.py`` ``train()``, read the
+same way) share that step's frame (fp16 + GradScaler, the same attack with its full-model backward) and
+differ after the attack: the class (and, Comp-TGA, non-class) prompts encoded once per step without
+gradient; an adversarial forward of the trained model for the logits, a second one on the same images
+for its attention map, a clean forward of the frozen model and one of the trained model for theirs,
+all four with autograd graphs (the frozen model's weights get gradients too: its map is not built
+under ``no_grad``); CE + Alpha·‖A_adv − A_orig‖ + Beta·‖A_clean − A_orig‖ (batch-mean ℓ2).
+
 The project's side is :func:`ucat.bench.finetune_workload` / :func:`ucat.bench.pgd_workload`, the
 pipeline's own fast path, on a classifier built from the same CLIP (text features encoded once).
 """
@@ -31,12 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
-from . import bench, models
+from . import bench, losses, models, tga
+from .errors import ConfigError
+from .methods import METHODS as REGISTRY
 
 GPU_BATCH, GPU_CLASSES = 256, 200        # the paper: TinyImageNet, batch 256
 CPU_BATCH = 32
 CPU_CLASSES = round(CPU_BATCH * GPU_CLASSES / GPU_BATCH)   # same class-to-batch proportion (25)
 MODELS = {"ViT-B-32": {"name": "ViT-B-32-quickgelu", "overrides": {}}}
+METHODS = ("ucat", "tga_zsr", "comp_tga")   # the loops with an official structure here
 
 
 def build_clip(kind: str, params: dict, device: torch.device, seed: int = 0) -> tuple[torch.nn.Module, dict]:
@@ -115,6 +126,62 @@ class OfficialLoop:
                 return self.logits(self.model, x + delta)
 
 
+class OfficialTGALoop(OfficialLoop):
+    """TGA-ZSR.py:305-350 / Comp-TGA.py:317-368: the training step after the shared attack."""
+
+    def __init__(self, clip, arch, classnames, params, device, method: str):
+        super().__init__(clip, arch, classnames, params, device)
+        cfg = params[method]
+        self.alpha, self.beta, self.distance = cfg["alpha"], cfg["beta"], cfg["distance"]
+        self.complementary = tga.METHODS[method]
+        if self.complementary:   # Comp-TGA.py:235, 322
+            self.no_tokens = models.tokenize(clip, arch, [cfg["negative_template"].format(c) for c in classnames]).to(device)
+        for net in (self.model, self.frozen):
+            net.visual.output_tokens = True            # replace/model.py:226-250 returns every token
+        self.frozen.requires_grad_(True)               # deepcopy of the model: its weights require gradients
+
+    def encode(self, clip, x01):
+        """``encode_image``: the projected class token and patch tokens."""
+        pooled, patches = clip.visual((x01 - self.mean) / self.std)
+        return pooled, torch.cat([pooled.unsqueeze(1), patches @ clip.visual.proj], dim=1)
+
+    def logits(self, clip, x01):
+        img = F.normalize(self.encode(clip, x01)[0], dim=-1)
+        txt = F.normalize(clip.encode_text(self.tokens), dim=-1)
+        return clip.logit_scale.exp() * img @ txt.t()
+
+    def attention(self, clip, x01, text, no_text):
+        """``attention_map`` / ``attention_map_comp``: a forward of its own."""
+        tokens = self.encode(clip, x01)[1]
+        grid, size = clip.visual.grid_size, clip.visual.image_size
+        maps = tga.text_attention(tokens, text, grid, size)
+        if no_text is not None:
+            maps = maps * (1 - tga.text_attention(tokens, no_text, grid, size))
+        return maps
+
+    def train_step(self, x, y, eps, alpha, steps):
+        self.opt.zero_grad()
+        with self._autocast():
+            with torch.no_grad():
+                text = F.normalize(self.model.encode_text(self.tokens), dim=-1)
+                no_text = F.normalize(self.model.encode_text(self.no_tokens), dim=-1) if self.complementary else None
+            delta = self.pgd(self.model, x, y, eps, alpha, steps)
+            adv = x + delta
+            img = F.normalize(self.encode(self.model, adv)[0], dim=-1)
+            output = self.model.logit_scale.exp() * img @ text.t()
+            t, nt = text[y], (no_text[y] if no_text is not None else None)
+            attack_tar = self.attention(self.model, adv, t, nt)
+            clean_ori = self.attention(self.frozen, x, t, nt)
+            clean_tar = self.attention(self.model, x, t, nt)
+            loss = (F.cross_entropy(output, y) + self.alpha * losses.attention_distance(attack_tar, clean_ori, self.distance)
+                    + self.beta * losses.attention_distance(clean_tar, clean_ori, self.distance))
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.model.logit_scale.data.clamp_(0, 4.6052)
+        return loss
+
+
 def _phase(fn: Callable[[], Any], batch: int, repeats: int, device: torch.device) -> dict:
     cuda = device.type == "cuda"
     if cuda:
@@ -130,10 +197,16 @@ def _phase(fn: Callable[[], Any], batch: int, repeats: int, device: torch.device
 
 def run_baseline(params: dict, device: torch.device, model: str = "auto", repeats: int = 3,
                  batch: int | None = None, classes: int | None = None, pgd_steps: int | None = None,
-                 compile: bool = False, log: Callable[[str], None] = print) -> dict:
+                 compile: bool = False, methods: tuple[str, ...] = METHODS,
+                 log: Callable[[str], None] = print) -> dict:
     """Time both loops on one CLIP; returns the JSON-able result (``rows`` is the printed table).
 
-    ``compile``: also the project's side with ``torch.compile(model.visual)`` (``run.compile``), in the same run."""
+    ``methods``: the fine-tuning steps to time (of :data:`METHODS`); ``compile``: also the project's
+    side with ``torch.compile(model.visual)`` (``run.compile``), in the same run."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"--methods: {', '.join(unknown) or 'none given'}: --baseline official times "
+                          f"{', '.join(METHODS)}")
     device = torch.device(device)
     cuda = device.type == "cuda"
     kind = model if model != "auto" else ("ViT-B-32" if cuda else "demo")
@@ -148,41 +221,49 @@ def run_baseline(params: dict, device: torch.device, model: str = "auto", repeat
     names = [f"class {i}" for i in range(classes)]
     log(f"bench --baseline official: {kind} on {bench._device_name(device)}, batch {batch}, {classes} classes, "
         f"train PGD-{attack['steps']}, eval PGD-{steps}")
-    official = OfficialLoop(clip, arch, names, params, device)
     net = models.ZeroShotClassifier.from_clip(clip, arch, names, ["This is a photo of a {}"]).to(device)
     net.logit_scale = float(clip.logit_scale.exp().detach())
     no_flops = {"finetune_step": 0.0, "pgd_eval": 0.0}
     x, y = bench.random_batch(batch, net.image_size, classes, device, seed=batch)
 
-    def project(workload: str, compiled: bool) -> dict:
+    def project(workload: str, compiled: bool, method: str = "ucat") -> dict:
         """The pipeline's own step (eager or compiled image tower), timed like the official one."""
-        wl = (bench.finetune_workload(net, params, attack, device, amp, no_flops, compiled) if workload == "finetune"
-              else bench.pgd_workload(net, device, amp, steps, no_flops, compiled))
-        log(f"  {'finetune' if workload == 'finetune' else f'PGD-{steps} eval'}: project"
-            f"{', compiled' if compiled else ''} ...")
+        wl = (bench.finetune_workload(net, params, attack, device, amp, no_flops, compiled, method)
+              if workload.startswith("finetune") else bench.pgd_workload(net, device, amp, steps, no_flops, compiled))
+        log(f"  {workload_label(workload, steps)}: project{', compiled' if compiled else ''} ...")
         row = _phase(wl.make(batch), batch, repeats, device)
         wl.release()
         return row
 
-    phases: dict[str, dict] = {"finetune_project": project("finetune", False)}
-    log("  finetune: official structure ...")
-    phases["finetune_official"] = _phase(lambda: official.train_step(x, y, eps, alpha, attack["steps"]),
+    phases: dict[str, dict] = {}
+    finetunes = [(finetune_workload(m), m) for m in methods]
+    for w, method in finetunes:
+        phases[f"{w}_project"] = project(w, False, method)
+        official = (OfficialLoop(clip, arch, names, params, device) if method == "ucat"
+                    else OfficialTGALoop(clip, arch, names, params, device, method))
+        log(f"  {workload_label(w, steps)}: official structure ...")
+        phases[f"{w}_official"] = _phase(lambda: official.train_step(x, y, eps, alpha, attack["steps"]),
                                          batch, repeats, device)
-    official.opt.zero_grad(set_to_none=True)
-    official.model.zero_grad(set_to_none=True)
+        del official
+        if cuda:
+            torch.cuda.empty_cache()
+    official = OfficialLoop(clip, arch, names, params, device)
     phases["pgd_eval_project"] = project("pgd_eval", False)
     log(f"  PGD-{steps} eval: official structure ...")
     phases["pgd_eval_official"] = _phase(lambda: official.pgd_eval(x, y, 1 / 255, 1 / 255, steps), batch, repeats, device)
-    official.model.zero_grad(set_to_none=True)
+    del official
     if compile:
-        phases["finetune_project_compiled"] = project("finetune", True)
+        for w, method in finetunes:
+            phases[f"{w}_project_compiled"] = project(w, True, method)
         phases["pgd_eval_project_compiled"] = project("pgd_eval", True)
 
+    workloads = [w for w, _ in finetunes] + ["pgd_eval"]
     ratio = {f"{w}{tag}": phases[f"{w}_project{tag}"]["images_per_s"] / phases[f"{w}_official"]["images_per_s"]
-             for w in ("finetune", "pgd_eval") for tag in ("", "_compiled") if f"{w}_project{tag}" in phases}
+             for w in workloads for tag in ("", "_compiled") if f"{w}_project{tag}" in phases}
     result = {"meta": {"device": device.type, "device_name": bench._device_name(device), "torch": torch.__version__,
                        "model": kind, "arch": arch["name"], "batch": batch, "classes": classes,
                        "train_attack": attack, "pgd_eval_steps": steps, "repeats": repeats,
+                       "methods": list(methods), "workloads": workloads,
                        "project_autocast": bench._dtype_name(amp),
                        "official_autocast": "float16 + GradScaler" if cuda else "float32 (CPU: no fp16 autocast)",
                        "weights": "random"},
@@ -194,11 +275,23 @@ def run_baseline(params: dict, device: torch.device, model: str = "auto", repeat
     return result
 
 
+def finetune_workload(method: str) -> str:
+    """Phase-key stem of a method's fine-tuning step (UCAT's keeps the plain ``finetune``)."""
+    return "finetune" if method == "ucat" else f"finetune_{method}"
+
+
+def workload_label(workload: str, steps: int) -> str:
+    if workload == "pgd_eval":
+        return f"PGD-{steps} eval"
+    method = workload.partition("_")[2] or "ucat"
+    return "fine-tuning step" + ("" if method == "ucat" else f" {REGISTRY[method].label}")
+
+
 def baseline_rows(result: dict) -> list[dict]:
     steps = result["meta"]["pgd_eval_steps"]
-    labels = {"finetune": "fine-tuning step", "pgd_eval": f"PGD-{steps} eval"}
     rows = []
-    for w, label in labels.items():
+    for w in result["meta"].get("workloads", ("finetune", "pgd_eval")):
+        label = workload_label(w, steps)
         for side in ("official", "project", "project_compiled"):
             ph = result["phases"].get(f"{w}_{side}")
             if ph is None:

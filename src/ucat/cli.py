@@ -355,9 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also measure with torch.compile (run.compile); "
                                                           "with --baseline: the project's side compiled too")
+    p.add_argument("--batch", type=int, default=None,
+                   help="images per step (default: 256 on GPU, 64 on CPU; --baseline official: 256 / 32)")
+    p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None,
+                   help="PGD steps of the evaluation workload (default: 100 on GPU, 10 on CPU)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated fine-tuning methods whose step is timed (default: ucat,tga_zsr,comp_tga; "
+                        "with --baseline official: those three only)")
     p.add_argument("--baseline", choices=["official"], default=None,
-                   help="official: time the official UCAT loop's structure (fp16+GradScaler, prompts re-encoded "
-                        "every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "
+                   help="official: time the official UCAT (and TGA-ZSR / Comp-TGA) loop's structure (fp16+GradScaler, prompts "
+                        "re-encoded every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "
                         "prints images/s of both, the ratio and peak GPU memory per phase")
     _common(p)
     p.set_defaults(func=cmd_bench)

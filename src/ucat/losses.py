@@ -6,6 +6,9 @@ zero-shot logits as Dirichlet concentrations ``alpha = exp((cos + 1) / tau') + 1
 Dirichlet with the frozen model's clean one by the reverse KL
 ``KL(Dir(alpha_adv) || Dir(alpha_ref))``, weighted by ``lambda = tau / exp(softplus(2/tau'))``.
 
+TGA-ZSR and Comp-TGA add distances between text-guided attention maps (the maps: :mod:`ucat.tga`)
+to TeCoA's cross-entropy: :func:`tga_loss`.
+
 Dirichlet KLs are evaluated in float64: with tau' = 0.07 the concentrations reach
 ~1e12, where the log-gamma terms (~1e13) cancel to O(1) and float32 would leave only noise.
 """
@@ -127,3 +130,46 @@ def fare_loss(emb_adv: torch.Tensor, emb_ref_clean: torch.Tensor) -> dict[str, t
     """FARE: ``mean_batch ||phi(x_adv) - phi_orig(x)||_2^2`` on un-normalised image embeddings."""
     loss = (emb_adv.float() - emb_ref_clean.detach().float()).pow(2).sum(-1).mean()
     return {"loss": loss, "align": loss}
+
+
+ATTENTION_DISTANCES = ("l2", "l1", "cos")
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (float64 stays float64)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def attention_distance(maps: torch.Tensor, target: torch.Tensor, metric: str) -> torch.Tensor:
+    """Batch-mean distance between flattened attention maps (B, H·W), TGA-ZSR's ``criterion``
+    (TGA-ZSR.py:473-482): ``l2`` the mean per-image Euclidean norm of the difference, ``l1`` the
+    mean absolute difference over every pixel, ``cos`` the mean of ``1 - cosine``.
+
+    The ℓ2 norm is ``torch.linalg.vector_norm``, whose gradient at a zero difference is 0 (the
+    first step, where the trained model still equals the reference), not NaN.
+    """
+    maps, target = _wide(maps), _wide(target)
+    if metric == "l2":
+        return torch.linalg.vector_norm(maps - target, dim=1).mean()
+    if metric == "l1":
+        return (maps - target).abs().mean()
+    if metric == "cos":
+        return (1 - F.cosine_similarity(maps, target, dim=1, eps=1e-8)).mean()
+    raise ConfigError(f"tga distance: unknown value {metric!r}; allowed: {', '.join(ATTENTION_DISTANCES)}")
+
+
+def tga_loss(logits_adv, labels, att_adv, att_clean, att_ref_clean, alpha: float, beta: float,
+             distance: str = "l2") -> dict[str, torch.Tensor]:
+    """TGA-ZSR / Comp-TGA: ``CE(l_adv, y) + alpha·d(A(x_adv), A_ref(x)) + beta·d(A(x), A_ref(x))``.
+
+    ``att_adv``/``att_clean``: attention maps of the trained model on the adversarial / clean
+    image; ``att_ref_clean``: the frozen original model on the clean image (the target of both
+    terms, no gradient).  ``lar`` is the Local Attention Refinement term, ``gac`` the Global
+    Attention Constraint term, both unweighted (TGA-ZSR.py:340-345, 467-483).
+    """
+    ce = F.cross_entropy(_wide(logits_adv), labels)
+    ref = att_ref_clean.detach()
+    lar = attention_distance(att_adv, ref, distance)
+    gac = attention_distance(att_clean, ref, distance)
+    align = alpha * lar + beta * gac
+    return {"loss": ce + align, "ce": ce, "align": align, "lar": lar, "gac": gac}

@@ -216,12 +216,18 @@ class ZeroShotClassifier(nn.Module):
         size = self.visual.image_size
         return size[0] if isinstance(size, (tuple, list)) else int(size)
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel-space images in [0, 1] -> the image tower's input (the model's mean/std)."""
+        return (images - self.mean) / self.std
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Un-normalised image embeddings of pixel-space images (FARE's feature space)."""
-        return self.visual((images - self.mean) / self.std)
+        out = self.visual(self.normalize(images))
+        return out[0] if isinstance(out, tuple) else out   # a tower that returns its tokens too (ucat.tga)
 
     def logits_from_embedding(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * F.normalize(emb.float(), dim=-1) @ self.class_features.t()
+        emb = emb if emb.dtype == torch.float64 else emb.float()   # float64 stays float64 (exactness tests)
+        return self.logit_scale * F.normalize(emb, dim=-1) @ self.class_features.t()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits_from_embedding(self.embed(images))

@@ -145,3 +145,19 @@ def class_prompts(name: str, params: dict, classnames: list[str] | None = None) 
             raise ConfigError(f"{name}: {len(out)} official prompts for {len(names)} classes")
         return out
     return [[t.format(c) for t in params["prompt"]["templates"]] for c in names]
+
+
+def template_prompts(name: str, params: dict, template: str, classnames: list[str] | None = None) -> list[list[str]]:
+    """One prompt per class (label order): ``template`` over the class names :func:`class_prompts` uses
+    (under ``prompt.source: official`` the official code's refined names).  Comp-TGA's non-class
+    prompts ("This is not a photo of a {}" over ``refine_classname``: Comp-TGA.py:235; utils.py:230-247)."""
+    from . import data
+
+    if params["prompt"].get("source", "templates") == "official":
+        spec = OFFICIAL.get(name)
+        if spec is None or spec.template is None:
+            raise ConfigError(f"comp_tga.negative_template: the official prompts of {name!r} are fixed sentences, "
+                              "not a template over class names; use prompt.source: templates")
+        return [[template.format(spec.refine(n))] for n in spec.names(name)]
+    names = list(classnames) if classnames is not None else data.classnames(name)
+    return [[template.format(c)] for c in names]

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import attacks, data, fingerprint, losses, methods, models, prompts, selection, textcache
+from . import attacks, data, fingerprint, losses, methods, models, prompts, selection, textcache, tga
 from .backbone import warmup_cosine
 from .errors import CheckpointError, ConfigError, TrainingError, UcatError
 from .io import atomic_path, write_json
@@ -82,6 +82,8 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
     with no_weight_grads(model):
         adv = attacks.pgd(model, images, labels, atk["eps"], atk["step_size"], atk["steps"], "ce", generator=generator)
 
+    if method in tga.METHODS:
+        return tga_step(method, model, reference, adv, images, labels, params)
     if method == "pmg_aft":
         both = model(torch.cat([adv, images]))          # one pass for the adversarial and clean batch
         logits_adv, logits_clean = both.split(len(images))
@@ -106,6 +108,22 @@ def method_step(method: str, model: models.ZeroShotClassifier, reference, images
                                                    reverse=method == "kl_prob_reverse")
             else:
                 raise ConfigError(f"methods: {method!r} is not a fine-tuning method")
+    out["logits_adv"] = logits_adv
+    return out
+
+
+def tga_step(method: str, model, reference, adv, images, labels, params: dict) -> dict[str, torch.Tensor]:
+    """TGA-ZSR / Comp-TGA after the attack: one pass of the trained model over the adversarial and
+    the clean batch (embeddings and tokens: the logits and both attention maps), one no-grad pass
+    of the reference on the clean batch.  The model must be ``tga.prepare``d."""
+    cfg, complementary, n = params[method], tga.METHODS[method], len(images)
+    emb, tokens = tga.embed_with_tokens(model, torch.cat([adv, images]))
+    logits_adv = model.logits_from_embedding(emb[:n])
+    att = tga.attention_maps(model, tokens, labels.repeat(2), complementary)
+    with torch.no_grad():
+        _, tokens_ref = tga.embed_with_tokens(reference, images)
+        att_ref = tga.attention_maps(reference, tokens_ref, labels, complementary)
+    out = losses.tga_loss(logits_adv, labels, att[:n], att[n:], att_ref, cfg["alpha"], cfg["beta"], cfg["distance"])
     out["logits_adv"] = logits_adv
     return out
 
@@ -302,6 +320,9 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     model = textcache.classifier(clip_model, arch, prompts.class_prompts(params["data"]["finetune"], params, names),
                                  device, use_cache)
     model = training_view(method, model, params)
+    if method in tga.METHODS:   # tokens from the image tower; Comp-TGA's non-class prompts
+        tga.prepare(model, tga.negative_text_features(clip_model, arch, params, names, device, use_cache)
+                    if tga.METHODS[method] else None)
     reference = model.frozen_copy() if spec.needs_reference else None
     selector = selection.Selector(params, clip_model, arch, model.visual, device)
     model.train()
@@ -377,7 +398,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
             step += 1
             if step % cfg["log_every"] == 0 or step == total:
                 live.step = step
-                for key in ("loss", "ce", "align"):
+                for key in ("loss", "ce", "align", "lar", "gac"):   # lar, gac: TGA's two attention terms
                     if key in out:
                         live.log_metric(f"train/{key}", float(out[key].detach()))
                 live.log_metric("train/adv_acc", float((out["logits_adv"].argmax(-1) == labels).float().mean()))

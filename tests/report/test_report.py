@@ -288,6 +288,32 @@ def test_full_paper_setting_pairs_averages_and_backbone(tmp_path):
     assert "Backbone study" in (tmp_path / "results" / "tables" / "paper_comparison.md").read_text()
 
 
+def test_tga_methods_are_paired_with_their_table16_rows(tmp_path):
+    """TGA-ZSR and Comp-TGA are pipeline methods: every Table 16 cell of theirs gets its published value."""
+    cfg = make_cfg(["tecoa", "tga_zsr", "comp_tga"], PAPER_16, eps=[1])
+    cfg["evaluate"]["cw"]["steps"] = 100
+    write_metrics(tmp_path, cfg, samples=False, logs=False)
+    build_report(cfg, metrics_dir=tmp_path / "metrics", samples_dir=tmp_path / "none",
+                 out_dir=tmp_path / "results", summary_path=tmp_path / "summary.json", backbone=BACKBONE,
+                 figures=False)
+    rows = rows_by_key(tmp_path / "results" / "tables" / "main.csv")
+    for m in ("tga_zsr", "comp_tga"):
+        for attack, paper_attack in (("clean", "clean"), ("pgd", "pgd100"), ("cw", "cw100"), ("autoattack", "autoattack")):
+            e = 0 if attack == "clean" else 1
+            for d, name in (("cifar10", "CIFAR10"), ("pcam", "PCAM"), ("average", "average")):
+                assert float(rows[(m, d, attack, e, "top1_acc")]["paper"]) == \
+                    shipped_value("table16_main", m, name, paper_attack, e), (m, d, attack)
+        assert float(rows[(m, "harmonic_mean_clean_robust", "autoattack", 1, "H")]["paper"]) == \
+            shipped_value("table16_main", m, "harmonic_mean_clean_robust", "autoattack", 1, "H")
+    comparison = read_csv(tmp_path / "results" / "tables" / "paper_comparison.csv")
+    tga_rows = [r for r in comparison if r["method"] in ("tga_zsr", "comp_tga")]
+    assert {r["table"] for r in tga_rows} == {"table16_main"}      # no ablation or backbone rows exist for them
+    assert len(tga_rows) == 2 * (4 * 17 + 3)                        # 16 sets + average per condition, 3 H
+    main_md = (tmp_path / "results" / "tables" / "main.md").read_text()
+    assert "TGA-ZSR" in main_md and "Comp-TGA" in main_md
+    assert f"({shipped_value('table16_main', 'tga_zsr', 'average', 'autoattack', 1):.2f})" in main_md
+
+
 def test_other_backbone_or_steps_have_no_paper_values():
     p = ref.Pairing("demo", ["cifar10"], {"pgd": 100, "cw": 100})
     assert p.value("table16_main", "ucat", "cifar10", "clean", 0) is None

@@ -22,6 +22,7 @@ from .tables import dataset_name, method_name  # noqa: E402
 
 # one colour per method of ucat.methods.METHODS (tests/test_registries.py checks the keys)
 METHOD_COLOURS = {"clip": "#7f7f7f", "tecoa": "#1f77b4", "fare": "#ff7f0e", "pmg_aft": "#2ca02c", "ucat": "#d62728",
+                  "tga_zsr": "#9467bd", "comp_tga": "#8c564b",
                   "kl_prob_forward": "#17becf", "kl_prob_reverse": "#bcbd22", "kl_dir_forward": "#e377c2"}
 _SPARE = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
 # colour, marker, hatch per attack of ucat.attacks.ATTACKS
