@@ -7,7 +7,8 @@ so any figure can be redrawn, and any post-hoc analysis (selective prediction, a
 detection, temperature scaling) run, without re-attacking.  ``sample_id`` is each image's
 index in the full evaluation split, carried through the data loader with the image, so clean
 and attacked cells can be aligned by checking, not assuming; ``logits`` (float32, N x C) are
-what temperature scaling rescales.
+what temperature scaling rescales.  A multi-label set's cells (``data.is_multilabel``: MS-COCO)
+are attacked and scored by :mod:`ucat.evaluate_multilabel` and written the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from . import attacks, data, metrics, models, prompts
+from . import attacks, attacks_multilabel, data, metrics, models, prompts
 from .errors import CheckpointError, ConfigError
 from .io import atomic_path, write_json
 
@@ -96,7 +97,11 @@ class Evaluator:
 
         ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
         """
-        check_cell(attack, eps)
+        check_cell(attack, eps, self.dataset)
+        if data.is_multilabel(self.dataset):   # multi-hot targets: attacks and metrics of their own
+            from .evaluate_multilabel import score
+
+            return score(self, attack, eps, run_info)
         ev, model, device = self.params["evaluate"], self.model, self.device
         seed = self.params["run"]["seed"]
         gen = torch.Generator(device=device).manual_seed(seed + 2)   # per cell: a cell's bytes never depend on the others
@@ -126,18 +131,20 @@ class Evaluator:
         return summary, samples
 
 
-def check_cell(attack: str, eps: int) -> None:
+def check_cell(attack: str, eps: int, dataset: str | None = None) -> None:
     if attack not in attacks.ATTACKS:
         raise ConfigError(f"attack: unknown value {attack!r}; allowed: {', '.join(attacks.ATTACKS)}")
     if attack != "clean" and eps <= 0:
         raise ConfigError(f"eps: must be positive for attack {attack!r}, got {eps}")
+    if dataset is not None and data.is_multilabel(dataset):
+        attacks_multilabel.check_attack(attack, dataset)
 
 
 def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
              device: torch.device, method: str | None = None, progress: bool = True,
              run_info: dict | None = None) -> tuple[dict, dict]:
     """Attack and score one cell (loads the model for it); see :meth:`Evaluator.score`."""
-    check_cell(attack, eps)
+    check_cell(attack, eps, dataset)
     return Evaluator(params, checkpoint, dataset, device, method, progress).score(attack, eps, run_info)
 
 
@@ -155,7 +162,7 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
 
     conditions = conditions if conditions is not None else paths.conditions(params)
     for attack, eps in conditions:
-        check_cell(attack, eps)
+        check_cell(attack, eps, dataset)
     cell_keys = {}
     if use_cache:
         if not Path(checkpoint).is_file():
@@ -183,7 +190,8 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
         write_outputs(summary, samples, json_path, npz_path)
         if use_cache:
             cellcache.store(cell_keys[attack, eps], json_path, npz_path)
-        info[name] = {"restored": False, "accuracy": summary["accuracy"], **cell_info}
+        headline = {k: summary[k] for k in ("accuracy", "mAP", "F1@3") if k in summary}   # multi-label: no accuracy
+        info[name] = {"restored": False, **headline, **cell_info}
     return info
 
 
