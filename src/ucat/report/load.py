@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import data, paths
 from ..attacks import ATTACKS
 from ..errors import MetricsError
 from .validate import CELL_METRICS, check_cell, check_curve, check_samples
@@ -42,7 +42,9 @@ class Setting:
         """``backbone``: the open_clip name the cells were made with (pairs them with the paper's)."""
         ev = cfg["evaluate"]
         asked = list(ev["attacks"])
-        return cls(methods=tuple(cfg["methods"]), datasets=tuple(cfg["data"]["datasets"]),
+        # the single-label sets; the multi-label ones (MS-COCO) have tables of their own (report.multilabel)
+        datasets = tuple(d for d in cfg["data"]["datasets"] if not data.is_multilabel(d))
+        return cls(methods=tuple(cfg["methods"]), datasets=datasets,
                    attacks=tuple(a for a in ATTACK_ORDER if a in asked),
                    eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean=True,  # always evaluated
                    steps={a: int(ev[a]["steps"]) for a in ("pgd", "cw") if a in ev and "steps" in ev[a]},

@@ -16,7 +16,7 @@ from typing import Iterable, NamedTuple
 
 REFERENCE_DIR = Path(__file__).with_name("reference")
 
-TABLES = ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg")
+TABLES = ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg", "table14_coco", "table15_coco")
 
 AVERAGE = "average"
 HARMONIC = "harmonic_mean_clean_robust"
