@@ -94,6 +94,9 @@ def test_calibration_figure_and_report_sections(built):
     figs = ML.build(ML.load(_cfg(), root / "metrics", BACKBONE), root / "figs", ("png",))["figures"]
     assert [p.name for p in figs] == ["multilabel_f1_vs_eps.png"] and figs[0].stat().st_size > 10_000
     assert any(m[:4] == MISSING for m in out["missing"])
+    pgd1 = out["summary_data"]["ucat"]["pgd_eps1"]
+    assert pgd1["coco2017_f1_at_3"] == pytest.approx(100 * written["ucat", "pgd", 1]["F1@3"], abs=1e-4)
+    assert pgd1["coco2017_map"] == pytest.approx(100 * written["ucat", "pgd", 1]["mAP"], abs=1e-4)
     # the single-label tables are the demo set's alone
     main = read_csv(root / "results" / "tables" / "main.csv")
     assert {r["dataset"] for r in main} <= {"demo_shapes", "average", "harmonic_mean_clean_robust"}

@@ -112,7 +112,7 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
         table_paths += ml["tables"]
         figure_paths += ml["figures"]
         sections["multilabel"] = ml["markdown"]
-    summary = build_summary(res, HEADLINE + use["headlines"])
+    summary = build_summary(res, HEADLINE + use["headlines"] + ML.headlines(inputs.multilabel))
     write_json(summary_path, summary)
     report = out / "report.md"
     write_text(report, _report_md(setting, sections, missing, figure_paths, out, smoke))

@@ -185,6 +185,15 @@ def f1_figure(res: MultiLabelResults):
     return fig if drawn else plt.close(fig)
 
 
+def headlines(res: MultiLabelResults | None) -> list:
+    """``metrics/summary.json`` fields per multi-label set: its mAP and F1@3 (%, the paper's per-batch cells)."""
+    out = []
+    for d in (res.datasets if res is not None else ()):
+        out += [(f"{d}_map", lambda _, m, a, e, d=d: res.pct(m, d, a, e, "mAP")),
+                (f"{d}_f1_at_3", lambda _, m, a, e, d=d: res.pct(m, d, a, e, "F1@3"))]
+    return out
+
+
 def build(res: MultiLabelResults, out_dir: str | Path, formats=("png", "pdf"), figures: bool = True) -> dict:
     """Write ``tables/multilabel.{md,tex,csv}``, ``tables/multilabel_calibration.*`` and the F1@3 figure."""
     if not res.datasets:
