@@ -229,7 +229,7 @@ def test_classwise_calibration_matches_torchmetrics_and_sklearn():
     probs = mml.softmax_probabilities(logits)
     assert np.allclose(probs.sum(1), 1) and np.allclose(probs, torch.softmax(torch.from_numpy(logits).double(), -1))
     ours = mml.classwise_calibration(probs, target, 15)
-    ece = [float(binary_calibration_error(torch.from_numpy(probs[:, c]), torch.from_numpy(target[:, c]).long(),
+    ece = [float(binary_calibration_error(torch.from_numpy(probs[:, c].copy()), torch.from_numpy(target[:, c]).long(),
                                           n_bins=15, norm="l1")) for c in range(10)]
     brier = [brier_score_loss(target[:, c], probs[:, c]) for c in range(10)]
     assert abs(ours["ece"] - np.mean(ece)) < 1e-6 and abs(ours["brier"] - np.mean(brier)) < 1e-12

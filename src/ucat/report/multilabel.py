@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import data, paths
 from ..io import write_text
 from ..metrics import harmonic_mean
+from ..metrics_multilabel import OFFICIAL_BATCH_SIZE
 from .reference import ATTACKS as PAPER_ATTACKS
 from .reference import PAPER_STEPS, lookup, paper_backbone, paper_method
 from .render import NA, NONE, Table, fmt, long_row, paired, to_csv, to_latex, to_markdown
@@ -117,8 +118,8 @@ def paper_tables(res: MultiLabelResults) -> tuple[list[Table], list[dict]]:
             t = Table(f"{data.paper_name(d) or d}, {res.attack_name(attack)} (the paper's Table "
                       f"{TABLE_NUMBERS[attack]}): %, reproduced (paper)",
                       ["Condition", "Method", *CELLS, H], label_cols=2,
-                      note="Top-3 micro precision, recall and F1; metrics per batch of 512 weighted by batch "
-                           "size, as the official code computes them.")
+                      note=f"Top-3 micro precision, recall and F1; metrics per batch of {OFFICIAL_BATCH_SIZE} "
+                           f"averaged weighted by batch size, as the official code computes them.")
             for a, e in [("clean", 0)] + [(attack, e) for e in res.eps]:
                 block = []
                 for m in res.methods:
