@@ -245,3 +245,26 @@ def test_bad_condition_is_refused_before_anything_is_written(job):
     with pytest.raises(ConfigError, match="eps"):
         run(conditions=[("clean", 0), ("pgd", 0)])
     assert not out.exists()
+
+
+def test_a_multilabel_cell_is_restored_verified(params, tiny_checkpoint, tmp_path, monkeypatch):
+    """MS-COCO cells go through the same cache: restored byte for byte, a tampered mAP recomputed."""
+    monkeypatch.setenv("UCAT_CACHE", str(tmp_path / "cache"))
+    p = copy.deepcopy(params)
+    p["data"].update(root=str(tmp_path / "smoke"), source="smoke")
+    data.prepare("coco2017", p)
+    out = tmp_path / "out"
+
+    def run():
+        return evaluate.evaluate_dataset(p, tiny_checkpoint, "coco2017", CPU, method="clip", progress=False,
+                                         conditions=[("clean", 0)],
+                                         out_paths=lambda a, e: (out / f"{a}{e}.json", out / f"{a}{e}.npz"))
+
+    assert not run()["clean_eps0"]["restored"]
+    first = _bytes(out)
+    assert run()["clean_eps0"]["restored"] and _bytes(out) == first
+    entry, = _entries()
+    cell = json.loads((entry / "cell.json").read_text())
+    cell["mAP"] = 0.999
+    (entry / "cell.json").write_text(json.dumps(cell, indent=2) + "\n")
+    assert not run()["clean_eps0"]["restored"] and _bytes(out) == first

@@ -7,7 +7,8 @@ so any figure can be redrawn, and any post-hoc analysis (selective prediction, a
 detection, temperature scaling) run, without re-attacking.  ``sample_id`` is each image's
 index in the full evaluation split, carried through the data loader with the image, so clean
 and attacked cells can be aligned by checking, not assuming; ``logits`` (float32, N x C) are
-what temperature scaling rescales.
+what temperature scaling rescales.  A multi-label set's cells (``data.is_multilabel``: MS-COCO)
+are attacked and scored by :mod:`ucat.evaluate_multilabel` and written the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from . import attacks, data, metrics, models, prompts, textcache
+from . import attacks, attacks_multilabel, data, metrics, models, prompts, textcache
 from .errors import CheckpointError, ConfigError
 from .io import atomic_path, json_text, write_json
 
@@ -100,7 +101,11 @@ class Evaluator:
 
         ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
         """
-        check_cell(attack, eps)
+        check_cell(attack, eps, self.dataset)
+        if data.is_multilabel(self.dataset):   # multi-hot targets: attacks and metrics of their own
+            from .evaluate_multilabel import score
+
+            return score(self, attack, eps, run_info)
         ev, model, device = self.params["evaluate"], self.model, self.device
         seed = self.params["run"]["seed"]
         gen = torch.Generator(device=device).manual_seed(seed + 2)   # per cell: a cell's bytes never depend on the others
@@ -130,6 +135,10 @@ class Evaluator:
 
 def cell_summary(samples: dict, cell: dict, num_classes: int, ev: dict) -> dict:
     """A cell's metrics JSON: a function of its per-sample arrays (and of the cell and the settings)."""
+    if "target" in samples:                  # a multi-label cell (multi-hot targets)
+        from .evaluate_multilabel import cell_summary as multilabel_summary
+
+        return multilabel_summary(samples, cell, num_classes, ev)
     return {**cell, "num_classes": int(num_classes), **metrics.summarize(samples, ev["ece_bins"]),
             "uncertainty_convention": ev["uncertainty"]}
 
@@ -145,18 +154,20 @@ def consistent_with_samples(cell: dict, ev: dict):
     return check
 
 
-def check_cell(attack: str, eps: int) -> None:
+def check_cell(attack: str, eps: int, dataset: str | None = None) -> None:
     if attack not in attacks.ATTACKS:
         raise ConfigError(f"attack: unknown value {attack!r}; allowed: {', '.join(attacks.ATTACKS)}")
     if attack != "clean" and eps <= 0:
         raise ConfigError(f"eps: must be positive for attack {attack!r}, got {eps}")
+    if dataset is not None and data.is_multilabel(dataset):
+        attacks_multilabel.check_attack(attack, dataset)
 
 
 def evaluate(params: dict, checkpoint: str | Path, dataset: str, attack: str, eps: int,
              device: torch.device, method: str | None = None, progress: bool = True,
              run_info: dict | None = None) -> tuple[dict, dict]:
     """Attack and score one cell (loads the model for it); see :meth:`Evaluator.score`."""
-    check_cell(attack, eps)
+    check_cell(attack, eps, dataset)
     return Evaluator(params, checkpoint, dataset, device, method, progress).score(attack, eps, run_info)
 
 
@@ -176,7 +187,7 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
 
     conditions = conditions if conditions is not None else paths.conditions(params)
     for attack, eps in conditions:
-        check_cell(attack, eps)
+        check_cell(attack, eps, dataset)
     if not Path(checkpoint).is_file():
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
     inputs = {"checkpoint": sha256(checkpoint), "data": data.verified_digest(dataset, params)}
@@ -200,7 +211,8 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
         summary, samples = evaluator.score(attack, eps, cell_info)
         write_outputs(summary, samples, json_path, npz_path)
         cellcache.store(cell_key, record, json_path, npz_path)
-        info[name] = {"restored": False, "accuracy": summary["accuracy"], **cell_info}
+        headline = {k: summary[k] for k in ("accuracy", "mAP", "F1@3") if k in summary}   # multi-label: no accuracy
+        info[name] = {"restored": False, **headline, **cell_info}
     return info
 
 

@@ -117,6 +117,11 @@ OFFICIAL: dict[str, Official] = {
                             "ds/oxford_iiit_pet.py:49, 79-85, 91-95", _pets_names, _lower_us_dash),
     "stanford_cars": Official("A photo of a {}.", "cars_meta.mat name minus its last 5 chars (' 2012'); lower; _ - -> space",
                               "ds/stanford_cars.py:39, 74, 77-81", _ids, lambda s: _lower_us_dash(s[:-5])),
+    "coco2017": Official(DEFAULT_TEMPLATE, "category name of instances_val2017.json (id order), " + _FOLDERS
+                         + " (no change: the names are lower case); the set's own 'a photo of a {}.' "
+                         "(class_prompts) is never read",
+                         "main-multilabel.py:328, 356; utils.py:218-220, 253-280; ds/coco_multilabel_2017.py:84-91",
+                         _ids),
     "pcam": Official(None, "two fixed prompts, verbatim (first one spelled 'Tthis')", "ds/pcam.py:69-72",
                      fixed=("Tthis is a photo of healthy lymph node tissue.",
                             "This is a photo of lymph node tumor tissue.")),

@@ -1,4 +1,4 @@
-"""Tiny fake copies of the 16 real data sets for the loader tests: a re-export of
+"""Tiny fake copies of the real data sets for the loader tests: a re-export of
 ``ucat.data.replica`` (the generator the smoke run uses too) plus test-only helpers.
 
 ``expect(monkeypatch, fake)`` makes the registry expect the fake's sizes and checksums;
@@ -55,7 +55,8 @@ class FakeNetwork:
 
     def __call__(self, url: str, dest: Path) -> None:
         self.calls.append(url)
-        match = [f for f in self.archives if url.split("?")[0].endswith("/" + f) or url.endswith(f)]
+        basename = url.split("?")[0].rsplit("/", 1)[-1]   # exact first: val2017.zip ends annotations_trainval2017.zip
+        match = [f for f in self.archives if basename == f] or [f for f in self.archives if url.endswith(f)]
         if not match:
             raise OSError(f"fake network: no route to {url}")
         data = self.archives[match[0]].read_bytes()

@@ -4,7 +4,8 @@
 demo, downloading and verifying a real source, or, with ``data.source: smoke``, writing a
 tiny replica in the real on-disk format, :mod:`ucat.data.smoke`) and returns its manifest;
 ``open_eval``/``open_finetune`` return a torch ``Dataset`` of ``(image in [0, 1], label)``
-at the model's resolution together with the class names, checked to agree.
+at the model's resolution together with the class names, checked to agree (for a multi-label
+set, ``is_multilabel``, the label is a multi-hot float vector).
 ``verified_digest(name, params)`` checks a prepared set against its manifest (cheaply when no
 file's size or mtime moved) and returns the content fingerprint every cache key uses.
 """
@@ -41,6 +42,16 @@ def dataset_names() -> list[str]:
 
 def is_demo(name: str) -> bool:
     return name in demo.DEMO_SETS
+
+
+def is_multilabel(name: str) -> bool:
+    """Whether every image of ``name`` carries a set of classes (labels are multi-hot vectors)."""
+    if is_demo(name):
+        return False
+    real = _real()
+    if name not in real.REAL_DATASETS:
+        raise unknown_choice("data.datasets", name, dataset_names())
+    return real.REAL_DATASETS[name].multilabel
 
 
 def classnames(name: str) -> list[str]:

@@ -1,10 +1,11 @@
-"""Tiny replicas of the 16 real data sets, each written in its source's real on-disk format.
+"""Tiny replicas of the real data sets, each written in its source's real on-disk format.
 
 The smoke run of the paper path (``data.source: smoke``, ``config/paper-smoke.yaml``) and the
 loader tests read these instead of the real data: CIFAR pickles, STL binaries, PCAM HDF5, the
 Caltech/DTD/Pets/Flowers/Food/EuroSAT/Aircraft/Cars/SUN/ImageNet trees and annotation files,
-the TinyImageNet zip layout, with the real class identifiers (``real.class_ids``) and class
-counts (1000 for ImageNet, 397 for SUN397, 2 for PCAM, ...) and a few images per class.
+the TinyImageNet zip layout, COCO's instance-annotation JSON, with the real class identifiers
+(``real.class_ids``) and class counts (1000 for ImageNet, 397 for SUN397, 2 for PCAM, ...) and
+a few images per class.
 
 Every image of class ``k`` is a small solid colour that encodes ``k`` (``colour``/``decode``),
 so a test can check, after the full loading pipeline, that the label a loader returns is the
@@ -351,11 +352,50 @@ def _pcam(root: Path) -> Replica:
     return Replica("pcam", root, {"test": len(labels)})
 
 
+def coco_labels(n_classes: int = 80) -> list[tuple[int, ...]]:
+    """The replica's label set per image, in the annotation file's order: image ``j`` holds
+    classes ``2j`` and ``2j + 1`` (every class present), one image holds three, the last none
+    (val2017 has 48 images without annotations, which the official code keeps)."""
+    labels = [(2 * j, 2 * j + 1) for j in range(n_classes // 2)]
+    labels[3] = (6, 7, 40)
+    return labels + [()]
+
+
+def _coco2017(root: Path) -> Replica:
+    """instances_val2017.json + val2017/<12-digit id>.jpg; each image's colour encodes its lowest
+    class (999: no class).  The file lists images out of id order (as the real one does), and
+    the annotations include a crowd annotation, a zero-area one and a repeated category,
+    which all count towards the image's label set."""
+    d = root / "coco2017"
+    ids, names = real.REGISTRY["coco2017"].adapter.CATEGORY_IDS, real.classnames("coco2017")
+    labels = coco_labels(len(ids))
+    image_ids = [139 + 97 * j for j in range(len(labels))]
+    random.Random(2).shuffle(image_ids)
+    images, annotations = [], []
+    for image_id, classes in zip(image_ids, labels):
+        fname = f"{image_id:012d}.jpg"
+        _jpeg(d / "val2017" / fname, min(classes, default=999))
+        images.append({"id": image_id, "file_name": fname, "width": 10, "height": 8, "license": 1})
+        for k in classes + classes[:1]:   # the first category twice: one label all the same
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[k],
+                                "iscrowd": 0, "area": 12.5, "bbox": [0.0, 0.0, 5.0, 2.5], "segmentation": []})
+    # the only annotations of class 1 (crowd) and of class 3 (zero area): the label sets keep them
+    annotations[1].update(iscrowd=1, segmentation={"counts": [0, 80], "size": [8, 10]})
+    annotations[4].update(area=0.0, bbox=[0.0, 0.0, 0.0, 0.0])
+    coco = {"info": {"description": "ucat smoke replica of COCO 2017 val"}, "licenses": [{"id": 1, "name": "-"}],
+            "images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": n} for i, n in zip(ids, names)]}
+    (d / "annotations").mkdir(parents=True)
+    (d / "annotations" / "instances_val2017.json").write_text(json.dumps(coco))
+    return Replica("coco2017", root, {"val": len(labels)})
+
+
 BUILDERS = {
     "tinyimagenet": _tinyimagenet, "cifar10": _cifar10, "cifar100": _cifar100, "stl10": _stl10,
     "imagenet": _imagenet, "caltech101": _caltech101, "caltech256": _caltech256, "oxford_pets": _oxford_pets,
     "flowers102": _flowers102, "fgvc_aircraft": _fgvc_aircraft, "stanford_cars": _stanford_cars,
     "sun397": _sun397, "food101": _food101, "eurosat": _eurosat, "dtd": _dtd, "pcam": _pcam,
+    "coco2017": _coco2017,
 }
 
 
@@ -485,4 +525,7 @@ def pack(rep: Replica, out: Path) -> dict[str, Path]:
         b = d / "pcam"
         return {f"{f}.gz": _gz(out / f"{f}.gz", b / f) for f in
                 ("camelyonpatch_level_2_split_test_x.h5", "camelyonpatch_level_2_split_test_y.h5")}
+    if n == "coco2017":
+        return {"val2017.zip": _zip(out / "val2017.zip", d, ["val2017"]),
+                "annotations_trainval2017.zip": _zip(out / "annotations_trainval2017.zip", d, ["annotations"])}
     raise KeyError(n)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..io import write_json, write_text
 from . import figures as F
+from . import multilabel as ML
 from . import uncertainty_use as U
 from .load import Results, Setting, load_results, load_samples, load_train_logs
 from .reference import Pairing
@@ -31,12 +32,14 @@ FIGURE_CAPTIONS = {
     "training_curves": "Fine-tuning loss, adversarial training accuracy and other logged terms per step.",
     "uncertainty_distribution": "Per-sample confidence, entropy, AU and EU histograms, clean vs attacked.",
     **U.FIGURE_CAPTIONS,
+    "multilabel_f1_vs_eps": ML.FIGURE_CAPTION,
 }
 TABLE_TITLES = {"main": "Main table: top-1 accuracy",
                 "calibration": "Calibration",
                 "uncertainty": "Uncertainty, clean vs attacked",
                 "paper_comparison": "Comparison with the published numbers",
-                "uncertainty_use": "Uncertainty in use: abstention, error and attack detection, temperature scaling"}
+                "uncertainty_use": "Uncertainty in use: abstention, error and attack detection, temperature scaling",
+                "multilabel": "Multi-label robustness and calibration (the paper's Tables 14 and 15)"}
 
 
 class Inputs(NamedTuple):
@@ -46,6 +49,7 @@ class Inputs(NamedTuple):
     logs: dict        # {method: {curve: (steps, values)}}
     samples: dict     # {(method, attack, eps): {array: values pooled over data sets}}
     use: "U.Analysis"  # uncertainty in use: selective prediction, detection, temperature scaling
+    multilabel: "ML.MultiLabelResults | None" = None   # the multi-label sets' cells (MS-COCO)
 
 
 def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", *, backbone: str = "",
@@ -56,7 +60,7 @@ def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples",
     logs = {m: load_train_logs(metrics_dir, m) for m in setting.methods} if figures else {}
     samples = _pooled_samples(res, samples_dir) if figures else {}
     use = U.analyse(res, metrics_dir, samples_dir, int(cfg.get("evaluate", {}).get("ece_bins", 15)))
-    return Inputs(setting, res, logs, samples, use)
+    return Inputs(setting, res, logs, samples, use, ML.load(cfg, metrics_dir, backbone))
 
 
 def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
@@ -76,7 +80,8 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     setting, res = inputs.setting, inputs.res
     smoke = cfg.get("data", {}).get("source") == "smoke"
     pairing = Pairing(setting.backbone, setting.datasets, setting.steps, smoke=smoke)
-    for m, d, a, e, reason in res.missing:
+    missing = list(res.missing) + (list(inputs.multilabel.missing) if inputs.multilabel else [])
+    for m, d, a, e, reason in missing:
         log.warning("report: missing cell %s/%s/%s eps %d (%s); shown as n/a", m, d, a, e, reason)
 
     out = Path(out_dir)
@@ -102,13 +107,17 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     table_paths += use["tables"]
     figure_paths += use["figures"]
     sections["uncertainty_use"] = use["markdown"]
-    summary = build_summary(res, HEADLINE + use["headlines"])
+    if inputs.multilabel is not None and inputs.multilabel.datasets:
+        ml = ML.build(inputs.multilabel, out, formats, figures)
+        table_paths += ml["tables"]
+        figure_paths += ml["figures"]
+        sections["multilabel"] = ml["markdown"]
+    summary = build_summary(res, HEADLINE + use["headlines"] + ML.headlines(inputs.multilabel))
     write_json(summary_path, summary)
     report = out / "report.md"
-    write_text(report, _report_md(setting, sections, res.missing, figure_paths, out, smoke))
+    write_text(report, _report_md(setting, sections, missing, figure_paths, out, smoke))
     return {"tables": table_paths, "figures": figure_paths, "summary": Path(summary_path),
-            "summary_data": summary, "report": report,
-            "missing": list(res.missing)}
+            "summary_data": summary, "report": report, "missing": missing}
 
 
 def _figures(inputs: Inputs, fig_dir: Path, formats=("png", "pdf")) -> list[Path]:

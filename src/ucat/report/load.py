@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import data, paths
 from ..attacks import ATTACKS
 from ..errors import MetricsError
 from .validate import CELL_METRICS, check_cell, check_curve, check_samples, refuse
@@ -45,7 +45,9 @@ class Setting:
         """``backbone``: the open_clip name the cells were made with (pairs them with the paper's)."""
         ev = cfg["evaluate"]
         asked = list(ev["attacks"])
-        return cls(methods=tuple(cfg["methods"]), datasets=tuple(cfg["data"]["datasets"]),
+        # the single-label sets; the multi-label ones (MS-COCO) have tables of their own (report.multilabel)
+        datasets = tuple(d for d in cfg["data"]["datasets"] if not data.is_multilabel(d))
+        return cls(methods=tuple(cfg["methods"]), datasets=datasets,
                    attacks=tuple(a for a in ATTACK_ORDER if a in asked),
                    eps=tuple(sorted(int(e) for e in ev["eps"])), has_clean=True,  # always evaluated
                    steps={a: int(ev[a]["steps"]) for a in STEPPED if a in ev and "steps" in ev[a]},
@@ -123,7 +125,7 @@ def load_results(setting: Setting, metrics_dir: str | Path, samples_dir: str | P
                 if not path.is_file():
                     res.missing.append((m, d, a, e, f"absent: {path}"))
                     continue
-                cell = _read_cell(path, (m, d, a, e))
+                cell = read_cell(path, (m, d, a, e))
                 if samples_dir is not None:
                     npz = Path(samples_dir) / paths.SAMPLE_CELL.format(method=m, dataset=d, attack=a, eps=e)
                     _check_against_samples(cell, path, npz)
@@ -131,7 +133,8 @@ def load_results(setting: Setting, metrics_dir: str | Path, samples_dir: str | P
     return res
 
 
-def _read_cell(path: Path, key: tuple) -> dict:
+def read_cell(path: Path, key: tuple, check=check_cell) -> dict:
+    """A present cell file, refused (naming it) if unreadable, empty, mislabelled or failing ``check``."""
     try:
         cell = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -141,7 +144,7 @@ def _read_cell(path: Path, key: tuple) -> dict:
     found = (cell.get("method"), cell.get("dataset"), cell.get("attack"), cell.get("eps"))
     if found != key:
         raise refuse(path, f"labelled {found} instead of {key}")
-    check_cell(cell, path)
+    check(cell, path)
     return cell
 
 
@@ -151,6 +154,11 @@ def _check_against_samples(cell: dict, path: Path, npz: Path) -> None:
         return
     try:
         with np.load(npz) as z:
+            if "target" in z.files:                   # a multi-label cell: its count (its metrics: report.multilabel)
+                n = len(z["target"])
+                if cell.get("n", n) != n:
+                    raise refuse(path, f"n = {cell['n']!r} disagrees with its per-sample arrays {npz} ({n})")
+                return
             label, pred = np.asarray(z["label"]), np.asarray(z["pred"])
     except (OSError, ValueError, KeyError) as exc:
         raise refuse(npz, f"unreadable per-sample arrays ({exc.__class__.__name__})") from None

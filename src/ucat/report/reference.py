@@ -16,7 +16,7 @@ from typing import Iterable, NamedTuple
 
 REFERENCE_DIR = Path(__file__).with_name("reference")
 
-TABLES = ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg")
+TABLES = ("table16_main", "table13_ablation", "table12_ablation_avg", "backbones_avg", "table14_coco", "table15_coco")
 
 AVERAGE = "average"
 HARMONIC = "harmonic_mean_clean_robust"
@@ -51,13 +51,15 @@ class Cell(NamedTuple):
 
 @functools.cache
 def paper_datasets() -> dict[str, str]:
-    """Pipeline key -> the paper's column name, for every data set the paper reports.
+    """Pipeline key -> the paper's column name, for every data set of the paper's main tables
+    (the 16 zero-shot classification sets; the multi-label COCO has tables of its own, ``coco``).
 
     Derived from the data registry (``ucat.data``), the one list of data sets.
     """
     from .. import data
 
-    return {name: paper for name in data.dataset_names() if (paper := data.paper_name(name))}
+    return {name: paper for name in data.dataset_names()
+            if (paper := data.paper_name(name)) and not data.is_multilabel(name)}
 
 
 def paper_dataset(key: str) -> str | None:

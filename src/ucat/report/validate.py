@@ -83,6 +83,25 @@ def check_cell(cell: dict, path: Path) -> None:
         _check_reliability(cell["reliability"], path)
 
 
+# a multi-label cell (ucat.evaluate_multilabel): the paper's cells and the classwise calibration, fractions
+MULTILABEL_METRICS = {"mAP": True, "P@3": False, "R@3": False, "F1@3": False}   # value: None allowed
+
+
+def check_multilabel_cell(cell: dict, path: Path) -> None:
+    """A multi-label evaluation JSON: the paper's cells and the calibration, each a fraction."""
+    if cell.get("multilabel") is not True:
+        raise _refuse(path, "not a multi-label cell (no \"multilabel\": true)")
+    for key, optional in MULTILABEL_METRICS.items():
+        if key not in cell:
+            raise _refuse(path, f"no {key}")
+        _check_value(path, key, cell[key], 0.0, 1.0, optional)
+    calibration = cell.get("calibration")
+    if not isinstance(calibration, dict):
+        raise _refuse(path, "calibration is not a mapping")
+    for key in ("ece", "brier"):
+        _check_value(path, f"calibration.{key}", calibration.get(key), 0.0, 1.0, optional=False)
+
+
 def _check_reliability(rel, path: Path) -> None:
     if not isinstance(rel, dict) or not isinstance(rel.get("bin_count"), list):
         raise refuse(path, "reliability is not a mapping with a bin_count list")

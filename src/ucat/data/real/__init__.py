@@ -1,7 +1,9 @@
-"""The 16 real zero-shot data sets of the paper: registry, verification, download, loading.
+"""The real data sets of the paper (16 zero-shot classification sets and the multi-label
+MS-COCO 2017): registry, verification, download, loading.
 
 Every set lives under ``<root>/<name>/`` in the on-disk layout of the torchvision class that
-reads it (TinyImageNet, which torchvision lacks, in the layout of the official zip).
+reads it (TinyImageNet and MS-COCO 2017, which torchvision does not download, in the layout
+of their official zips).
 
 * ``registry``: one ``Record`` per set (spec, official files with URLs and checksums, published
   counts, adapter, post-processing);

@@ -8,6 +8,8 @@ the class identifiers found on disk (checked against ``classnames/_source_ids.js
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
 from pathlib import Path
@@ -45,7 +47,7 @@ class Ctx(NamedTuple):
 
 class Index(NamedTuple):
     base: Dataset                    # yields (PIL image or array, label); its own transform is None
-    labels: list[int]
+    labels: list                     # class index per sample; multi-label sets: a tuple of class indices
     paths: list[str] | None          # image file per sample (None: images live in array files)
     raw_classes: list[str] | None    # class identifiers found on disk, in label order
     location: Path                   # the file or folder that lists the samples (for messages)
@@ -512,6 +514,54 @@ class ImageNet(Adapter):
 
     def key_files(self, d, split):
         return [d / "meta.bin"] if (d / "meta.bin").is_file() else []
+
+
+class Coco(Adapter):
+    """MS-COCO 2017 instance annotations through pycocotools, read as the official code's
+    ``COCOMultiLabel2017`` reads them (``replace/datasets/coco_multilabel_2017.py:84-121``):
+    the categories in id order; the images in the annotation file's order (``getImgIds``); an
+    image's label set is every category it has an annotation of (crowd annotations kept, no
+    minimum area); images without annotations are kept, with the empty set.
+    """
+
+    splits, top = ("val",), ("annotations", "val2017")
+    anchor = ("", "annotations/instances_val2017.json")   # two zips, two top folders: anchored at the set's folder
+    #: the 80 category ids of the 2017 instance annotations (1..90 with gaps), in label order
+    CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+
+    @staticmethod
+    def annotations(d: Path, split: str) -> Path:
+        return d / "annotations" / f"instances_{split}2017.json"
+
+    def required(self, d, split):
+        return [self.annotations(d, split), d / f"{split}2017"]
+
+    def index(self, ctx, split):
+        from pycocotools.coco import COCO
+
+        ann = self.annotations(ctx.d, split)
+        with ctx.reading(ann), contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress
+            coco = COCO(str(ann))
+            names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+        ids = sorted(names)
+        if tuple(ids) != self.CATEGORY_IDS:
+            raise DataError(f"{ctx.spec.name}: {ann} has {len(ids)} categories with ids {ids[:3]}...{ids[-3:]}, "
+                            f"not the 80 of the 2017 instance annotations (ids 1..90 with 10 gaps). "
+                            f"{ctx.how_to_get()}")
+        label_of = {cid: i for i, cid in enumerate(ids)}
+        folder = ctx.d / f"{split}2017"
+        paths, labels = [], []
+        for img_id in coco.getImgIds():
+            paths.append(str(folder / coco.imgs[img_id]["file_name"]))
+            found = {a["category_id"] for a in coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))}
+            if not found <= label_of.keys():
+                raise DataError(f"{ctx.spec.name}: {ann}: image {img_id} has annotations of unknown category ids "
+                                f"{sorted(found - label_of.keys())}. {ctx.how_to_get()}")
+            labels.append(tuple(sorted(label_of[c] for c in found)))
+        return Index(ImageList(paths, labels), labels, paths, [names[c] for c in ids], ann)
+
+    def key_files(self, d, split):
+        return [self.annotations(d, split)]
 
 
 def caltech101() -> Caltech:

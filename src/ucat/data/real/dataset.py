@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -17,12 +18,14 @@ from .verify import MANIFEST, check_split, classnames, context, index, record
 
 
 class RealDataset(Dataset):
-    """A split of a real data set: items are ``(transform(RGB PIL image), int label)``."""
+    """A split of a real data set: items are ``(transform(RGB PIL image), int label)``; for a
+    multi-label set the label is a float32 multi-hot vector over the classes instead."""
 
     def __init__(self, name: str, split: str, idx: Index, transform=None):
         self.name, self.split, self.transform = name, split, transform
         self.classnames = classnames(name)
-        self.labels: list[int] = idx.labels
+        self.multilabel = record(name).spec.multilabel
+        self.labels: list = idx.labels    # int per sample; multi-label: tuple of class indices
         self._base, self._paths = idx.base, idx.paths
 
     @property
@@ -48,6 +51,10 @@ class RealDataset(Dataset):
         img = to_rgb(img)
         if self.transform is not None:
             img = self.transform(img)
+        if self.multilabel:
+            target = torch.zeros(len(self.classnames), dtype=torch.float32)
+            target[list(label)] = 1.0
+            return img, target
         return img, int(label)
 
     def __repr__(self) -> str:

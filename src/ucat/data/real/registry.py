@@ -1,4 +1,5 @@
-"""The 16 real zero-shot data sets of the paper, one ``Record`` each.
+"""The real data sets of the paper, one ``Record`` each: the 16 zero-shot classification sets
+and the multi-label MS-COCO 2017 validation set.
 
 URLs and md5s are torchvision's (tests/data/test_registry.py compares them with torchvision's
 own class attributes); sha256 and sizes are TFDS's ``url_checksums`` where the URL is the same;
@@ -21,6 +22,7 @@ def _instructions(name: str, files: str, layout: str, verified: str) -> str:
 _VGG = "https://www.robots.ox.ac.uk/~vgg/data"
 _FLOWERS = f"{_VGG}/flowers/102/"
 _PCAM = "https://zenodo.org/record/2546921/files/"
+_COCO = "http://images.cocodataset.org"
 
 RECORDS: tuple[Record, ...] = (
     Record(
@@ -251,6 +253,24 @@ RECORDS: tuple[Record, ...] = (
                   "60a7035772fbdb7f34eb86d4420cf66a",
                   "0a522005fccc8bbd04c5a117bfaf81d8da2676f03a29d7499f71d0a0bd6068ef", 3040, "gunzip", "pcam")),
         ad.Pcam()),
+    Record(
+        DatasetSpec(
+            "coco2017", "MS-COCO 2017", 80, "val", 5000,
+            "http://images.cocodataset.org (val2017 images + 2017 instance annotations, read with pycocotools; "
+            "multi-label: every category an image has an annotation of)", True,
+            _instructions("coco2017", f"{_COCO}/zips/val2017.zip (815,585,330 bytes) and "
+                          f"{_COCO}/annotations/annotations_trainval2017.zip (252,907,541 bytes)",
+                          "{annotations/instances_val2017.json,val2017/*.jpg}",
+                          "size + sha256 of both zips (TFDS); the 80 categories in id order; 5000 val images, "
+                          "every category present"),
+            multilabel=True),
+        # size and sha256: TFDS's checksums for coco/2017 (tensorflow/datasets,
+        # tensorflow_datasets/url_checksums/coco2017.txt); no md5 is published by a maintained registry
+        (Resource("val2017.zip", (f"{_COCO}/zips/val2017.zip",),
+                  sha256="4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05", size=815585330),
+         Resource("annotations_trainval2017.zip", (f"{_COCO}/annotations/annotations_trainval2017.zip",),
+                  sha256="113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268", size=252907541)),
+        ad.Coco()),
 )
 
 #: name -> record; the one table every other part of ucat.data.real reads (tests replace entries).

@@ -8,7 +8,11 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What a user and the report see of a set; ``manual_instructions`` say ``<root>`` for ``data.root``."""
+    """What a user and the report see of a set; ``manual_instructions`` say ``<root>`` for ``data.root``.
+
+    ``multilabel``: every image carries a set of classes (its adapter's labels are tuples of class
+    indices, ``open_real`` yields multi-hot float vectors) instead of one class index.
+    """
 
     name: str
     paper_name: str
@@ -18,6 +22,7 @@ class DatasetSpec:
     source: str
     auto_download: bool
     manual_instructions: str
+    multilabel: bool = False
 
 
 @dataclass(frozen=True)

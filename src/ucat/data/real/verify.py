@@ -23,7 +23,7 @@ from . import layout
 from .adapters import Ctx, Index, source_ids
 from .classes import load_names
 from .registry import REGISTRY
-from .spec import Record
+from .spec import DatasetSpec, Record
 
 MANIFEST = "MANIFEST.json"
 #: 2: ``images`` (listed files) replaced ``trees`` (every file under a folder);
@@ -44,6 +44,11 @@ def classnames(name: str) -> list[str]:
     if len(names) != spec.num_classes:
         raise DataError(f"classnames/{name}.json: {len(names)} names, expected {spec.num_classes}")
     return names
+
+
+def class_indices(spec: DatasetSpec, labels: list) -> list[int]:
+    """Every class index the labels name (a multi-label set's label is a tuple of them)."""
+    return [v for label in labels for v in label] if spec.multilabel else labels
 
 
 def context(name: str, root: str | Path, d: Path | None = None) -> Ctx:
@@ -117,7 +122,7 @@ def index(ctx: Ctx, split: str, md5_checked: list[str] | None = None) -> Index:
                         f"not the {len(expected)} expected ones ({detail}); labels would not match the class "
                         f"names. {ctx.how_to_get()}")
     n_classes = ctx.spec.num_classes
-    bad = [v for v in idx.labels if not 0 <= v < n_classes]
+    bad = [v for v in class_indices(ctx.spec, idx.labels) if not 0 <= v < n_classes]
     if bad:
         raise DataError(f"{ctx.spec.name}: label {bad[0]} out of range [0, {n_classes}) in {idx.location}")
     _check_listed_files(ctx, split, idx)
@@ -182,7 +187,7 @@ def verify_dir(ctx: Ctx, recorded: dict | None, archives: dict | None = None) ->
             raise DataError(f"{spec.name}: split {split!r} has {n} samples under {idx.location}, expected "
                             f"{expected}: the data are incomplete or not the published version. "
                             f"{ctx.how_to_get()}")
-        present = len(set(idx.labels))
+        present = len(set(class_indices(spec, idx.labels)))
         if present != spec.num_classes:
             raise DataError(f"{spec.name}: split {split!r} under {idx.location} contains {present} of the "
                             f"{spec.num_classes} classes. {ctx.how_to_get()}")
