@@ -141,8 +141,6 @@ class MspCell:
     """One evaluation cell scored by 1 − max softmax probability: accuracy, ECE, AURC and the
     misclassification-detection AUROC of any resample, from its image counts."""
 
-    STATISTICS = ("accuracy", "ece", "aurc", "err_auroc")
-
     def __init__(self, confidence, correct, n_bins: int = 15):
         conf = np.asarray(confidence, dtype=np.float64)
         correct = np.asarray(correct, dtype=bool)

@@ -17,7 +17,9 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from .intervals import LABELS, LOWER_IS_BETTER  # noqa: E402
 from .load import Results  # noqa: E402
+from .reference import AVERAGE  # noqa: E402
 from .tables import dataset_name, method_name  # noqa: E402
 
 # one colour per method of ucat.methods.METHODS (tests/test_registries.py checks the keys)
@@ -356,9 +358,6 @@ def paired_differences_figure(iv, eps: int):
     """Forest plot: rows = conditions at ε, columns = metrics; in each panel every method's
     difference reference − method (mean over data sets) with its paired interval.  Filled:
     the interval excludes 0; hollow: it does not."""
-    from .intervals import LABELS, LOWER_IS_BETTER
-    from .reference import AVERAGE
-
     if iv is None or iv.boot is None:
         return None
     s, ref = iv.setting, iv.reference
@@ -366,12 +365,21 @@ def paired_differences_figure(iv, eps: int):
     conds = s.conditions(eps)
     if not methods:
         return None
+    height = (0.32 * len(methods) + 0.9) * len(conds) + 0.6
     fig, axes = plt.subplots(len(conds), len(FOREST_METRICS), squeeze=False, sharey=True,
-                             figsize=(2.6 * len(FOREST_METRICS) + 0.8, 0.32 * len(methods) * len(conds) + 0.9 * len(conds) + 0.6))
+                             figsize=(2.6 * len(FOREST_METRICS) + 0.8, height))
     y = np.arange(len(methods))[::-1]
     drawn = False
     for i, (row, (a, e)) in enumerate(zip(axes, conds)):
         for ax, metric in zip(row, FOREST_METRICS):
+            if a == "clean" and metric == "atk_auroc":        # no attack to detect on clean data
+                ax.text(0.5, 0.5, "(attacks only)", ha="center", va="center", color="#777777",
+                        transform=ax.transAxes, fontsize=8)
+                ax.set_xticks([])
+                ax.grid(visible=False)
+                if i == 0:
+                    ax.set_title(f"{LABELS[metric]}\n(higher is better)", fontsize=8)
+                continue
             ax.axvline(0, c="#555555", lw=0.8)
             ax.grid(axis="y", visible=False)
             for yi, m in zip(y, methods):

@@ -14,7 +14,6 @@ over seeds every seed, as everywhere in the report.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,8 +27,6 @@ from ..errors import ConfigError
 from .load import Setting, cell_name
 from .reference import AVERAGE
 from .validate import check_samples
-
-log = logging.getLogger(__name__)
 
 METRICS = ("accuracy", "ece", "aurc", "err_auroc", "atk_auroc", "H")
 LABELS = {"accuracy": "Top-1 accuracy", "ece": "ECE", "aurc": "AURC (1 − MSP)",
@@ -239,7 +236,9 @@ def analyse(setting: Setting, samples_dirs: Sequence, settings: Settings, ece_bi
         return iv
     ref = setting.methods.index(settings.reference) if settings.reference in setting.methods else 0
     shape = (len(METRICS), len(setting.methods), len(conds), len(setting.datasets))
-    by_stratum = [[c for c in cells if c.dataset == d_i and c.seed in ss] for d_i, ss, _ in strata]
+    # clean first in every stratum: attack detection reads the clean cell's running sum
+    by_stratum = [sorted((c for c in cells if c.dataset == d_i and c.seed in ss), key=lambda c: c.condition)
+                  for d_i, ss, _ in strata]
 
     def per_seed_values(draws: list[stats.Draws]) -> np.ndarray:
         """(metrics, methods, conditions, datasets, seeds, b) on one batch of resamples."""
@@ -247,7 +246,7 @@ def analyse(setting: Setting, samples_dirs: Sequence, settings: Settings, ece_bi
         v = np.full((*shape, seeds, b), np.nan)
         for stratum, x in zip(by_stratum, draws):
             clean_sum = {}
-            for c in sorted(stratum, key=lambda c: c.condition):     # clean first: attack detection reads it
+            for c in stratum:
                 sc = c.msp.sorted_counts(x)
                 if c.condition == 0:
                     clean_sum[(c.method, c.seed)] = sc[1]
@@ -267,8 +266,8 @@ def analyse(setting: Setting, samples_dirs: Sequence, settings: Settings, ece_bi
         vals = np.concatenate([mean, avg], axis=3)
         acc = vals[METRICS.index("accuracy"), :, :, -1]
         clean, robust = acc[:, :1], acc
-        with np.errstate(invalid="ignore", divide="ignore"):
-            h = np.where(clean + robust > 0, 2 * clean * robust / (clean + robust), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):       # H = 0 when both are 0; NaN stays NaN
+            h = np.where(clean + robust == 0, 0.0, 2 * clean * robust / (clean + robust))
         vals[METRICS.index("H"), :, :, -1] = np.where(np.arange(len(conds))[None, :, None] > 0, h, np.nan)
         return np.stack([vals, vals[:, ref:ref + 1] - vals])
 

@@ -9,6 +9,7 @@ one, so nothing is written for a published cell that does not exist.
 from __future__ import annotations
 
 from ..methods import METHODS
+from .intervals import LABELS, LOWER_IS_BETTER
 from .load import Results
 from .reference import ABLATIONS, AVERAGE, HARMONIC, Pairing, paper_dataset, paper_method, table_methods
 from .render import NA, NONE, Table, difference, fmt, long_row, paired, spread, with_interval
@@ -91,8 +92,6 @@ def difference_tables(iv, metrics, methods) -> list[Table]:
     its paired interval (starred when it excludes 0); with several seeds also the spread over seeds."""
     if iv is None or iv.boot is None:
         return []
-    from .intervals import LABELS, LOWER_IS_BETTER
-
     s, ref = iv.setting, iv.reference
     others = [m for m in methods if m != ref]
     if not others or ref not in s.methods:
