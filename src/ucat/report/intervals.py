@@ -75,7 +75,9 @@ class Settings:
                    f"Across seeds: mean ± standard deviation and a Student-t {100 * self.confidence:g} % interval over "
                    f"the {seeds} per-seed values. ")
                 + "Intervals are per comparison, not corrected for the many comparisons shown (at 95 %, about one "
-                  "in twenty differences of zero would still be starred)."
+                  "in twenty differences of zero would still be starred). ECE is biased upwards on small sets and its "
+                  "bootstrap more so: an ECE interval can lie above its own value; the paired Δ of two ECEs is much "
+                  "less affected (docs/statistics.md)."
                 + (f" The reference method {self.reference} was not run: no differences." if methods and
                    self.reference not in methods else ""))
 
