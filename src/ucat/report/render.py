@@ -88,7 +88,7 @@ def to_markdown(t: Table, level: int = 3) -> str:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                  "—": "---", "ε": r"$\epsilon$", "‖": r"$\|$", "·": r"$\cdot$"}
+                  "—": "---", "ε": r"$\epsilon$", "‖": r"$\|$", "·": r"$\cdot$", "±": r"$\pm$"}
 
 
 def latex_escape(text: str) -> str:
