@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from ..io import write_json, write_text
 from . import figures as F
 from . import multilabel as ML
+from . import intervals as I
 from . import uncertainty_use as U
 from .load import Results, Setting, load_results, load_samples, load_train_logs
 from .reference import Pairing
@@ -33,6 +34,8 @@ FIGURE_CAPTIONS = {
     "uncertainty_distribution": "Per-sample confidence, entropy, AU and EU histograms, clean vs attacked.",
     **U.FIGURE_CAPTIONS,
     "multilabel_f1_vs_eps": ML.FIGURE_CAPTION,
+    "paired_differences": "Forest plot: reference − method per condition and metric (mean over data sets) with the "
+                          "paired bootstrap interval; filled markers exclude 0.",
 }
 TABLE_TITLES = {"main": "Main table: top-1 accuracy",
                 "calibration": "Calibration",
@@ -50,34 +53,43 @@ class Inputs(NamedTuple):
     samples: dict     # {(method, attack, eps): {array: values pooled over data sets}}
     use: "U.Analysis"  # uncertainty in use: selective prediction, detection, temperature scaling
     multilabel: "ML.MultiLabelResults | None" = None   # the multi-label sets' cells (MS-COCO)
+    intervals: "I.Intervals | None" = None   # confidence intervals and paired differences (report.intervals)
 
 
 def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", *, backbone: str = "",
-                figures: bool = True) -> Inputs:
-    """Load and validate what a report reads; raises MetricsError naming a bad file."""
+                figures: bool = True, seed_samples_dirs: Sequence | None = None) -> Inputs:
+    """Load and validate what a report reads; raises MetricsError naming a bad file.
+
+    ``seed_samples_dirs``: the per-sample roots of every seed (default: ``samples_dir`` alone);
+    the intervals are over all of them."""
     setting = Setting.from_config(cfg, backbone)
     res = load_results(setting, metrics_dir, samples_dir)
     logs = {m: load_train_logs(metrics_dir, m) for m in setting.methods} if figures else {}
     samples = _pooled_samples(res, samples_dir) if figures else {}
-    use = U.analyse(res, metrics_dir, samples_dir, int(cfg.get("evaluate", {}).get("ece_bins", 15)))
-    return Inputs(setting, res, logs, samples, use, ML.load(cfg, metrics_dir, backbone))
+    ece_bins = int(cfg.get("evaluate", {}).get("ece_bins", 15))
+    use = U.analyse(res, metrics_dir, samples_dir, ece_bins)
+    settings = I.Settings.from_config(cfg)
+    iv = None if settings is None else I.analyse(setting, list(seed_samples_dirs or [samples_dir]), settings, ece_bins)
+    return Inputs(setting, res, logs, samples, use, ML.load(cfg, metrics_dir, backbone), iv)
 
 
 def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
                  summary_path="metrics/summary.json", *, backbone: str = "", figures: bool = True,
-                 inputs: Inputs | None = None) -> dict:
+                 inputs: Inputs | None = None, seed_samples_dirs: Sequence | None = None) -> dict:
     """Write ``{out_dir}/tables``, ``{out_dir}/figures``, ``{out_dir}/report.md`` and ``summary_path``.
 
     ``backbone`` is the open_clip name of the model the cells were made with: the paper's
     numbers are paired only with the backbone they were published for.  Every input is
     read and checked first (``read_inputs``), so a refused file leaves nothing written.
+    ``seed_samples_dirs``: one per-sample root per seed, for the intervals (see ``read_inputs``).
 
     Returns ``{"tables": [...], "figures": [...], "summary": path, "summary_data": dict, "report": path,
     "missing": [(method, dataset, attack, eps, reason)]}``.
     """
     if inputs is None:
-        inputs = read_inputs(cfg, metrics_dir, samples_dir, backbone=backbone, figures=figures)
-    setting, res = inputs.setting, inputs.res
+        inputs = read_inputs(cfg, metrics_dir, samples_dir, backbone=backbone, figures=figures,
+                             seed_samples_dirs=seed_samples_dirs)
+    setting, res, iv = inputs.setting, inputs.res, inputs.intervals
     smoke = cfg.get("data", {}).get("source") == "smoke"
     pairing = Pairing(setting.backbone, setting.datasets, setting.steps, smoke=smoke)
     missing = list(res.missing) + (list(inputs.multilabel.missing) if inputs.multilabel else [])
@@ -85,8 +97,8 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
         log.warning("report: missing cell %s/%s/%s eps %d (%s); shown as n/a", m, d, a, e, reason)
 
     out = Path(out_dir)
-    built = {"main": main_tables(res, pairing), "calibration": calibration_tables(res),
-             "uncertainty": uncertainty_tables(res), "paper_comparison": comparison_tables(res, pairing)}
+    built = {"main": main_tables(res, pairing, iv), "calibration": calibration_tables(res, iv),
+             "uncertainty": uncertainty_tables(res), "paper_comparison": comparison_tables(res, pairing, iv)}
     table_paths, sections = [], {}
     for name, (tables, rows) in built.items():
         md = "".join(to_markdown(t) + "\n" for t in tables)
@@ -100,10 +112,16 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
     path = out / "tables" / "missing.md"
     write_text(path, missing_md or "No missing cells.\n")
     table_paths.append(path)
+    if iv is not None:
+        path = out / "tables" / "differences.csv"
+        write_text(path, to_csv(I.long_rows(iv), I.DIFFERENCE_COLUMNS))
+        table_paths.append(path)
+        for why in iv.problems:
+            log.warning("report: intervals: %s", why)
 
     formats = tuple(cfg.get("report", {}).get("formats", ("png", "pdf")))
     figure_paths = _figures(inputs, out / "figures", formats) if figures else []
-    use = U.build(inputs.use, res, cfg, out, formats, figures)
+    use = U.build(inputs.use, res, cfg, out, formats, figures, iv)
     table_paths += use["tables"]
     figure_paths += use["figures"]
     sections["uncertainty_use"] = use["markdown"]
@@ -112,10 +130,11 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
         table_paths += ml["tables"]
         figure_paths += ml["figures"]
         sections["multilabel"] = ml["markdown"]
-    summary = build_summary(res, HEADLINE + use["headlines"] + ML.headlines(inputs.multilabel))
+    summary = build_summary(res, HEADLINE + use["headlines"] + ML.headlines(inputs.multilabel)
+                            + ([] if iv is None else I.headline_extractors(iv)))
     write_json(summary_path, summary)
     report = out / "report.md"
-    write_text(report, _report_md(setting, sections, missing, figure_paths, out, smoke))
+    write_text(report, _report_md(setting, sections, missing, figure_paths, out, smoke, iv))
     return {"tables": table_paths, "figures": figure_paths, "summary": Path(summary_path),
             "summary_data": summary, "report": report, "missing": missing}
 
@@ -129,6 +148,9 @@ def _figures(inputs: Inputs, fig_dir: Path, formats=("png", "pdf")) -> list[Path
     jobs.append(("training_curves", lambda: F.training_figure(inputs.logs, s.methods)))
     jobs += [(f"uncertainty_distribution_eps{e}", lambda e=e: F.distribution_figure(res, inputs.samples, e))
              for e in s.eps]
+    if inputs.intervals is not None:
+        jobs += [(f"paired_differences_eps{e}", lambda e=e: F.paired_differences_figure(inputs.intervals, e))
+                 for e in s.eps]
     return F.render(jobs, fig_dir, formats)
 
 
@@ -151,7 +173,8 @@ SMOKE_BANNER = ("**SMOKE RUN: every number below is meaningless.** The data are 
                 "PGD-100/CW-100 only to exercise the comparison path.")
 
 
-def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, out: Path, smoke: bool = False) -> str:
+def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, out: Path, smoke: bool = False,
+               iv: "I.Intervals | None" = None) -> str:
     lines = ["# UCAT reproduction report", "", *([SMOKE_BANNER, ""] if smoke else []),
              f"Backbone `{setting.backbone}`; methods {', '.join(setting.methods)}; data sets "
              f"{', '.join(setting.datasets)}; attacks {', '.join(setting.label(a) for a in setting.attacks)} "
@@ -162,6 +185,11 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
              "paper's 16 data sets); otherwise it reads \"—\". \"n/a\" marks a cell the configuration asked for "
              "whose metrics are missing. ECE uses 15 equal-width bins over the max-probability confidence; "
              "the paper publishes no calibration numbers.", ""]
+    if iv is not None:
+        lines += [iv.settings.describe(iv.seeds, setting.methods), ""]
+        if iv.problems:
+            lines += [f"{len(iv.problems)} cell(s) have no interval (n/a): "
+                      + "; ".join(iv.problems[:5]) + ("; …" if len(iv.problems) > 5 else ""), ""]
     if missing:
         lines += [f"**Warning: {len(missing)} cell(s) missing**, shown as n/a; listed at the end.", ""]
     for name, md in sections.items():

@@ -17,7 +17,9 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from .intervals import LABELS, LOWER_IS_BETTER  # noqa: E402
 from .load import Results  # noqa: E402
+from .reference import AVERAGE  # noqa: E402
 from .tables import dataset_name, method_name  # noqa: E402
 
 # one colour per method of ucat.methods.METHODS (tests/test_registries.py checks the keys)
@@ -346,4 +348,65 @@ def distribution_figure(res: Results, samples: dict, eps: int):
     _layout(fig, f"Per-sample distributions, clean vs adversarial (ε = {eps}/255), pooled over data sets",
             bottom=0.35)
     fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, frameon=False)
+    return fig
+
+
+# --- paired differences (forest plot) ---------------------------------------------------------
+
+FOREST_METRICS = ("accuracy", "ece", "aurc", "err_auroc", "atk_auroc")
+
+
+def paired_differences_figure(iv, eps: int):
+    """Forest plot: rows = conditions at ε, columns = metrics; in each panel every method's
+    difference reference − method (mean over data sets) with its paired interval.  Filled:
+    the interval excludes 0; hollow: it does not."""
+    if iv is None or iv.boot is None:
+        return None
+    s, ref = iv.setting, iv.reference
+    methods = [m for m in s.methods if m != ref]
+    conds = s.conditions(eps)
+    if not methods:
+        return None
+    height = (0.32 * len(methods) + 0.9) * len(conds) + 0.6
+    fig, axes = plt.subplots(len(conds), len(FOREST_METRICS), squeeze=False, sharey=True,
+                             figsize=(2.6 * len(FOREST_METRICS) + 0.8, height))
+    y = np.arange(len(methods))[::-1]
+    drawn = False
+    for i, (row, (a, e)) in enumerate(zip(axes, conds)):
+        for ax, metric in zip(row, FOREST_METRICS):
+            if a == "clean" and metric == "atk_auroc":        # no attack to detect on clean data
+                ax.text(0.5, 0.5, "(attacks only)", ha="center", va="center", color="#777777",
+                        transform=ax.transAxes, fontsize=8)
+                ax.set_xticks([])
+                ax.grid(visible=False)
+                if i == 0:
+                    ax.set_title(f"{LABELS[metric]}\n(higher is better)", fontsize=8)
+                continue
+            ax.axvline(0, c="#555555", lw=0.8)
+            ax.grid(axis="y", visible=False)
+            for yi, m in zip(y, methods):
+                d = iv.diff(metric, m, AVERAGE, a, e)
+                if d is None or d.value is None:
+                    continue
+                colour = method_colour(m, s.methods)
+                if d.lo is not None:
+                    ax.plot([d.lo, d.hi], [yi, yi], c=colour, lw=1.6)
+                ax.plot(d.value, yi, "o", ms=5, mec=colour, mfc=colour if d.excludes_zero else "white")
+                drawn = True
+            if len(ax.lines) == 1:                      # only the zero line: nothing defined here
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", color="#b00000", transform=ax.transAxes, fontsize=8)
+            if i == 0:
+                better = "lower" if metric in LOWER_IS_BETTER else "higher"
+                ax.set_title(f"{LABELS[metric]}\n({better} is better)", fontsize=8)
+            if i == len(conds) - 1:
+                ax.set_xlabel(f"{method_name(ref)} − method (points)", fontsize=8)
+        row[0].set_yticks(y, [method_name(m) for m in methods])
+        row[0].set_ylabel(s.label(a, None if a == "clean" else e))
+    if not drawn:
+        plt.close(fig)
+        return None
+    level = f"{100 * iv.settings.confidence:g} %"
+    _layout(fig, f"Paired differences {method_name(ref)} − method, mean over data sets, ε = {eps}/255\n"
+                 f"bars: {level} bootstrap interval over the test images"
+                 + ("" if iv.seeds == 1 else f" and {iv.seeds} seeds") + "; filled: excludes 0")
     return fig

@@ -15,6 +15,7 @@ from typing import Callable
 from .load import Results, cell_name
 
 Extractor = Callable[[Results, str, str, int], "float | None"]
+SKIP = object()   # an extractor's answer for a field that does not apply (left out, unlike None: missing)
 
 
 def _r(v: float | None) -> float | None:
@@ -41,7 +42,6 @@ def build_summary(res: Results, headline: list[tuple[str, Extractor]] = HEADLINE
     for m in res.setting.methods:
         out[m] = {}
         for a, e in res.setting.conditions():
-            row = {name: _r(fn(res, m, a, e)) for name, fn in headline
-                   if not (name in ON_ATTACK_ONLY and a == "clean")}
-            out[m][cell_name(a, e)] = row
+            values = {name: fn(res, m, a, e) for name, fn in headline if not (name in ON_ATTACK_ONLY and a == "clean")}
+            out[m][cell_name(a, e)] = {name: _r(v) for name, v in values.items() if v is not SKIP}
     return out

@@ -22,8 +22,9 @@ from ..calibration import scores as ts_scores
 from ..errors import UcatError
 from ..io import write_text
 from .load import Results, cell_name
-from .render import Table, fmt, long_row, to_csv, to_latex, to_markdown
-from .tables import method_name
+from .reference import AVERAGE
+from .render import Table, fmt, long_row, to_csv, to_latex, to_markdown, with_interval
+from .tables import difference_tables, method_name
 
 log = logging.getLogger(__name__)
 
@@ -149,24 +150,35 @@ def _rows(an: Analysis, conditions, cols) -> list[list[str]]:
     return rows
 
 
-def tables(an: Analysis) -> tuple[list[Table], list[dict]]:
+INTERVAL_METRICS = ("aurc", "err_auroc", "atk_auroc")   # of 1 − MSP, with intervals (ucat.report.intervals)
+
+
+def tables(an: Analysis, iv=None) -> tuple[list[Table], list[dict]]:
+    """The tables; ``iv`` (``intervals.Intervals``) adds the 1 − MSP values' intervals and the
+    paired differences to the reference method."""
     s = an.res.setting
     conds = s.conditions()
     attacked = [(a, e) for a, e in conds if a != "clean"]
     scores = S.SCORES
     out = []
 
+    def cell(m, a, e, k, metric):
+        value = _pct(an.mean(m, a, e, "scores", k, metric))
+        if iv is None or k != HEADLINE_SCORE or metric not in INTERVAL_METRICS:
+            return fmt(value)
+        return with_interval(value, iv.value(metric, m, AVERAGE, a, e))
+
     def by_score(metric, title, conditions, note=""):
         t = Table(title, ["Method", "Condition", *[S.SCORE_NAMES[k] for k in scores]], label_cols=2, note=note)
-        t.rows = _rows(an, conditions, [lambda m, a, e, k=k: fmt(_pct(an.mean(m, a, e, "scores", k, metric)))
-                                        for k in scores])
+        t.rows = _rows(an, conditions, [lambda m, a, e, k=k: cell(m, a, e, k, metric) for k in scores])
         return t
 
     sel = Table("Selective prediction with 1 − MSP (%, mean over data sets)",
                 ["Method", "Condition", "AURC ↓", "E-AURC ↓", *[f"Acc@{int(c * 100)}% cov ↑" for c in S.COVERAGES]],
                 label_cols=2, note="AURC: mean selective risk over all coverages; E-AURC: its excess over the "
-                                   "oracle ordering; Acc@c: accuracy on the c most certain samples.")
-    sel.rows = _rows(an, conds, [lambda m, a, e, k=k: fmt(_pct(an.mean(m, a, e, "scores", HEADLINE_SCORE, k)))
+                                   "oracle ordering; Acc@c: accuracy on the c most certain samples."
+                                   + (" [interval]: see the intervals note." if iv is not None else ""))
+    sel.rows = _rows(an, conds, [lambda m, a, e, k=k: cell(m, a, e, HEADLINE_SCORE, k)
                                  for k in ("aurc", "eaurc", *[f"sel_acc@{int(c * 100)}" for c in S.COVERAGES])])
     out.append(sel)
     eu_note = ("EU is n/a where it is constant or saturated in some data set (see `ucat.selective.usable`).")
@@ -189,6 +201,7 @@ def tables(an: Analysis) -> tuple[list[Table], list[dict]]:
     ts.rows = _rows(an, conds, [lambda m, a, e: fmt(an.temperature.get(m), None)]
                     + [lambda m, a, e, k=k: arrow(m, a, e, k) for k, _ in TS_METRICS])
     out.append(ts)
+    out += difference_tables(iv, INTERVAL_METRICS, s.methods)
     return out, _long_rows(an)
 
 
@@ -254,10 +267,10 @@ FIGURE_CAPTIONS = {
 
 
 def build(an: "Analysis", res: Results, cfg: dict, out: Path, formats=("png", "pdf"),
-          figures: bool = True) -> dict:
+          figures: bool = True, iv=None) -> dict:
     """Write the tables and figures of ``an`` (``analyse``, read before anything is written);
-    return ``{"tables", "figures", "markdown", "headlines"}``."""
-    tabs, rows = tables(an)
+    return ``{"tables", "figures", "markdown", "headlines"}``.  ``iv``: the report's intervals."""
+    tabs, rows = tables(an, iv)
     md = "".join(to_markdown(t) + "\n" for t in tabs)
     for why in an.problems:
         log.warning("report: uncertainty in use: %s", why)
