@@ -11,9 +11,11 @@ install: .install-stamp
 demo: install
 	snakemake --cores all
 
-# the paper-shaped DAG offline on CPU: random ViT-B/32 weights, replicas of the 16 sets (numbers mean nothing)
+# the paper-shaped DAGs offline on CPU: random ViT-B/32 weights, replicas of the 16 sets and of MS-COCO, the main
+# setting then the FARE setting (numbers mean nothing)
 paper-smoke: install
 	snakemake --cores all --configfile config/paper-smoke.yaml
+	snakemake --cores all --configfile config/paper-fare-smoke.yaml
 
 test: install
 	$(PYTHON) -m pytest

@@ -33,5 +33,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        paths.SUMMARY,
+        pattern(paths.SUMMARY),
     default_target: True

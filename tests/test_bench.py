@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from ucat import bench, cli
+from ucat import bench, cli, config
 from ucat.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def analytic_vit_flops(image_size: int, patch: int, width: int, layers: int, emb
 def bench_run(params, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     params_file = tmp / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
+    params_file.write_text(yaml.safe_dump(config.file_form(params)))
     out = tmp / "results" / "bench.json"
     args = argparse.Namespace(params=str(params_file), overrides=[], out=str(out), model="auto", repeats=1,
                               compile=False, threads=None, quiet=True, batch=8, pgd_steps=2, numerics_batch=64)
@@ -189,7 +189,7 @@ def test_merged_length_and_profiler_busy_fraction():
 
 def test_cli_rejects_unknown_model(params, tmp_path, capsys):
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
+    params_file.write_text(yaml.safe_dump(config.file_form(params)))
     out = tmp_path / "bench.json"
     rc = cli.main(["bench", "--params", str(params_file), "--model", "resnet", "--out", str(out), "--quiet"])
     assert rc == 2
@@ -200,7 +200,7 @@ def test_cli_rejects_unknown_model(params, tmp_path, capsys):
 @pytest.mark.parametrize("flag", [["--batch", "0"], ["--pgd-steps", "0"], ["--methods", "clip"]])
 def test_cli_rejects_bad_sizes_and_methods_before_measuring(params, tmp_path, capsys, flag):
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
+    params_file.write_text(yaml.safe_dump(config.file_form(params)))
     out = tmp_path / "bench.json"
     rc = cli.main(["bench", "--params", str(params_file), *flag, "--out", str(out), "--quiet"])
     assert rc == 2

@@ -59,7 +59,7 @@ def test_official_tga_step_runs_four_image_passes_with_graphs(params, method, pr
 def test_bench_baseline_cli_prints_both_loops_and_the_ratio(params, tmp_path, capsys):
     path = tmp_path / "params.yaml"
     p = _params(params)
-    path.write_text(json.dumps(p))
+    path.write_text(json.dumps(config.file_form(p)))
     out = tmp_path / "bench.json"
     args = cli.build_parser().parse_args(["bench", "--baseline", "official", "--params", str(path), "--repeats", "1",
                                           "--out", str(out), "--quiet"])

@@ -94,7 +94,7 @@ NUMERIC_KEYS = sorted(set(_numeric_keys(config.schema())), key=str)
 
 def test_the_walk_finds_the_numeric_keys():
     dotted = {".".join(map(str, k)) for k in NUMERIC_KEYS}
-    assert {"ucat.tau_prime", "evaluate.eps.0", "evaluate.tau_prime", "evaluate.batch_size", "run.seed",
+    assert {"ucat.tau_prime", "evaluate.eps.0", "evaluate.tau_prime", "evaluate.batch_size", "run.seeds.0",
             "finetune.attack.eps", "data.subsample"} <= dotted
     assert len(dotted) > 40
 

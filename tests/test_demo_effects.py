@@ -27,7 +27,7 @@ def demo_run(tmp_path_factory):
 
 
 def cell(repo, method, dataset, attack, eps):
-    return json.loads((repo / paths.EVAL_JSON.format(backbone="demo", method=method, dataset=dataset, attack=attack, eps=eps)).read_text())
+    return json.loads((repo / paths.EVAL_JSON.format(backbone="demo", setting="main", seed=0, method=method, dataset=dataset, attack=attack, eps=eps)).read_text())
 
 
 def test_pretrained_demo_clip_is_a_zero_shot_classifier(demo_run):
@@ -45,7 +45,7 @@ def test_attacks_lower_accuracy_and_suppress_uncertainty_of_errors(demo_run):
         assert adv["accuracy"] < clean["accuracy"] - 0.1, d
         # adversarial errors are confident errors: lower entropy than the model's clean mistakes
         assert adv["entropy_wrong"] < clean["entropy_wrong"], d
-        samples = np.load(repo / paths.EVAL_NPZ.format(backbone="demo", method="clip", dataset=d, attack="pgd", eps=eps))
+        samples = np.load(repo / paths.EVAL_NPZ.format(backbone="demo", setting="main", seed=0, method="clip", dataset=d, attack="pgd", eps=eps))
         assert len(samples["label"]) == adv["n"]
 
 
@@ -58,5 +58,5 @@ def test_adversarial_fine_tuning_restores_robustness(demo_run):
 
     assert robust("tecoa") > robust("clip") + 0.05
     assert robust("ucat") > robust("clip") + 0.05
-    summary = json.loads((repo / "metrics/summary.json").read_text())
+    summary = json.loads((repo / "metrics/main/summary.json").read_text())
     assert {"clip", "tecoa", "ucat", "pmg_aft", "fare"} <= set(summary["demo"])

@@ -193,3 +193,10 @@ def test_differences_name_what_changed():
     b = {"code": {"src/ucat/losses.py": "9", "src/ucat/train.py": "2"}, "params": {"ucat.tau": 1}}
     assert fingerprint.differences(a, b) == "code (src/ucat/losses.py)"
     assert fingerprint.differences(None, b) == "no record of what it was made from"
+
+
+def test_the_cpu_kernel_set_is_in_every_key(monkeypatch):
+    """AVX2 and AVX512 kernels round differently (FARE's demo row moves by points): never share their results."""
+    base = fingerprint.device_record("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2" if base["kernels"] != "AVX2" else "AVX512")
+    assert fingerprint.device_record("cpu") != base

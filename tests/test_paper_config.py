@@ -59,3 +59,42 @@ def test_paper_smoke_config_has_the_paper_dag_shape():
     assert smoke["evaluate"]["pgd"]["step_size"] == paper["evaluate"]["pgd"]["step_size"]
     for attack in ("caa", "a3"):   # only the steps are reduced
         assert {**smoke["evaluate"][attack], "steps": 100} == paper["evaluate"][attack]
+
+
+# what the FARE setting changes (config/paper-fare.yaml, official main.sh's "#------FARE" block and COCO loop)
+FARE_SETTING = {("run", "setting"), ("data", "datasets"), ("finetune", "attack"), ("finetune", "select_attack"),
+                ("pmg_aft", "attack"), ("evaluate", "attacks"), ("evaluate", "eps")}
+
+
+def _changed_keys(a: dict, b: dict) -> set:
+    return {(section, key) for section, values in a.items() if isinstance(values, dict)
+            for key in values if b[section][key] != values[key]}
+
+
+def test_fare_setting_changes_only_its_protocol_and_writes_beside_the_main_setting():
+    from ucat import workflow
+
+    paper = config.load(ROOT / "config" / "paper.yaml")
+    fare = config.load(ROOT / "config" / "paper-fare.yaml")
+    assert _changed_keys(paper, fare) == FARE_SETTING
+    assert fare["finetune"]["attack"] == {"eps": 2, "steps": 10, "step_size": 1}
+    assert fare["data"]["datasets"] == ["coco2017"] and fare["evaluate"]["eps"] == [1, 2, 4]
+    assert set(fare["methods"]) == {"clip", "tecoa", "pmg_aft", "fare", "tga_zsr", "comp_tga", "ucat"}
+    assert paths.conditions(fare, "coco2017") == [("clean", 0)] + [(a, e) for a in ("pgd", "cw") for e in (1, 2, 4)]
+
+    def outputs(p):
+        out = {workflow.fill(o, p, backbone=b, seed=s, method=m)
+               for b in paths.backbones(p) for s in paths.seeds(p) for m in p["methods"]
+               for o in (paths.FINETUNED, paths.CHECKPOINTS, paths.CALIBRATION, paths.TRAIN_LIVE)}
+        return out | {workflow.fill(o, p) for o in (paths.SUMMARY, paths.REPORTS, paths.CELLS, paths.SAMPLES_ROOT)}
+
+    assert not outputs(paper) & outputs(fare)                 # nothing of the main setting is overwritten
+
+
+def test_fare_smoke_config_is_the_fare_setting_made_small():
+    fare = config.load(ROOT / "config" / "paper-fare.yaml")
+    smoke = config.load(ROOT / "config" / "paper-fare-smoke.yaml")
+    main_smoke = config.load(ROOT / "config" / "paper-smoke.yaml")
+    paper = config.load(ROOT / "config" / "paper.yaml")
+    assert _changed_keys(fare, smoke) == _changed_keys(paper, main_smoke)   # the same reductions as the main smoke run
+    assert smoke["finetune"]["attack"] == fare["finetune"]["attack"]        # the setting itself is not reduced

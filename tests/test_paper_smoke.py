@@ -39,13 +39,14 @@ def check_run(repo: Path, params: dict) -> None:
         assert manifest["smoke"] is True and manifest["name"] == name
     n = params["data"]["subsample"]
     reproduced = {}
-    for _, m, d, a, e in paths.eval_cells(params):
-        cell = json.loads((repo / paths.EVAL_JSON.format(backbone=BB, method=m, dataset=d, attack=a, eps=e)).read_text())
+    for _, seed, m, d, a, e in paths.eval_cells(params):
+        cell = json.loads((repo / paths.EVAL_JSON.format(backbone=BB, setting="main", seed=seed, method=m, dataset=d,
+                                                         attack=a, eps=e)).read_text())
         assert cell["n"] == n and cell["num_classes"] == reference_classes(d)
         reproduced[(m, d, a, e)] = 100 * cell["accuracy"]
-    report = (repo / paths.REPORT.format(backbone=BB)).read_text()
+    report = (repo / paths.REPORT.format(backbone=BB, setting="main")).read_text()
     assert "SMOKE RUN" in report
-    with open(repo / paths.TABLES.format(backbone=BB) / "paper_comparison.csv", newline="") as fh:
+    with open(repo / paths.TABLES.format(backbone=BB, setting="main") / "paper_comparison.csv", newline="") as fh:
         rows = {(r["table"], r["method"], r["dataset"], r["attack"], int(r["eps"]), r["metric"]): r
                 for r in csv.DictReader(fh)}
     expected = 0
@@ -89,6 +90,6 @@ def test_full_paper_smoke_through_snakemake(tmp_path):
     run(["snakemake", "--cores", "2"], repo, timeout=3 * 3600)
     check_run(repo, params)
     finetuned = [m for m in params["methods"] if methods.get(m).finetuned]
-    assert all((repo / paths.FINETUNED.format(backbone=BB, method=m)).is_file() for m in finetuned)
+    assert all((repo / paths.FINETUNED.format(backbone=BB, setting="main", seed=0, method=m)).is_file() for m in finetuned)
     again = run(["snakemake", "--cores", "2"], repo)
     assert "Nothing to be done" in again.stdout + again.stderr

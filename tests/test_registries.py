@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ucat import attacks, config, data, fingerprint, methods, train, workflow
+from ucat import attacks, config, data, fingerprint, methods, paths, train, workflow
 from ucat.report import load, reference
 from ucat.report.tables import METHOD_NAMES
 
@@ -62,7 +62,9 @@ def _constraints() -> dict[str, str]:
     """The wildcard_constraints of common.smk, evaluated with the names it imports."""
     text = (ROOT / "workflow/rules/common.smk").read_text()
     block = text.split("wildcard_constraints:", 1)[1]
-    ns = {"re": re, "methods": methods, "attacks": attacks, "data": data, "BACKBONES": ["ViT-B-32"]}
+    params = config.load(ROOT / "params.yaml")
+    ns = {"re": re, "methods": methods, "attacks": attacks, "data": data, "paths": paths, "PARAMS": params,
+          "BACKBONES": ["ViT-B-32"]}
     out = {}
     for line in block.splitlines()[1:]:
         if not line.startswith((" ", "\t")) or not line.strip():
@@ -79,6 +81,14 @@ def test_snakemake_wildcard_constraints_accept_exactly_the_registries():
             assert re.fullmatch(c[key], n), (key, n)
         assert not re.fullmatch(c[key], "nonexistent"), key
     assert "attack" not in c and "eps" not in c   # one evaluation job runs every attack x eps of the params
+    assert re.fullmatch(c["seed"], "0") and not re.fullmatch(c["seed"], "7")   # the seeds of run.seeds
+
+
+def test_the_workflows_multilabel_lists_are_the_registries():
+    from ucat import attacks_multilabel
+
+    assert set(paths.MULTILABEL_SETS) == {d for d in data.dataset_names() if data.is_multilabel(d)}
+    assert set(paths.MULTILABEL_ATTACKS) == set(attacks_multilabel.ATTACKS) - {"clean"}
 
 
 def _leaves(tree: dict, prefix: str = ""):

@@ -14,7 +14,7 @@ from ucat.errors import ConfigError
 def test_demo_heldout_is_drawn_like_the_training_set_but_disjoint(params):
     p = copy.deepcopy(params)
     train_images, train_labels, train_names = demo.make_set("demo_train", p["data"]["demo_train_per_class"],
-                                                            p["run"]["seed"], 32)
+                                                            p["data"]["seed"], 32)
     ds, names = heldout_dataset(p, 32, n=len(train_labels))   # as many as the training set: every class alike
     assert names == train_names and len(ds) == len(train_labels)
     held = torch.stack([ds[i][0] for i in range(len(ds))])
@@ -35,10 +35,13 @@ def test_tinyimagenet_heldout_is_its_val_split(params, monkeypatch):
         return [(torch.zeros(3, 8, 8), k % 200) for k in range(500)]
 
     monkeypatch.setattr(real, "open_real", fake_open_real)
+    verified = []
+    monkeypatch.setattr(data, "verified_digest", lambda name, params: verified.append(name) or "digest")
     p = copy.deepcopy(params)
     p["data"]["finetune"] = "tinyimagenet"
     ds, names = heldout_dataset(p, 224, n=100)
     assert seen == {"name": "tinyimagenet", "split": "val"} and len(ds) == 100 and len(names) == 200
+    assert verified == ["tinyimagenet"]                 # read from disk: verified first, like every read
     p["data"]["finetune"] = "cifar10"
     with pytest.raises(ConfigError, match="no held-out split"):
         heldout_dataset(p, 224)

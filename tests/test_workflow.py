@@ -21,12 +21,19 @@ import yaml
 
 from ucat import config, paths, workflow
 
+SUMMARY = paths.SUMMARY.format(setting="main")
+DEMO = {"backbone": "demo", "setting": "main", "seed": 0}   # the demo's first seed
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def run(cmd, cwd, check=True, timeout=600, env=None):
-    res = subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+    """Run in ``cwd``; a project copy (``copy_repo``) imports its own ``src/ucat``, as a fresh clone would."""
+    own = Path(cwd) / "src"
+    path = {"PYTHONPATH": os.pathsep.join([str(own), os.environ.get("PYTHONPATH", "")])} if (own / "ucat").is_dir() else {}
+    res = subprocess.run(cmd, cwd=cwd, env={**ENV, **path, **(env or {})}, capture_output=True, text=True,
+                         timeout=timeout, shell=isinstance(cmd, str))
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
@@ -57,7 +64,7 @@ def copy_repo(dst: Path, params: dict) -> Path:
         else:
             shutil.copy(src, dst / name)
     shutil.copytree(ROOT / "src" / "ucat", dst / "src" / "ucat", ignore=shutil.ignore_patterns("__pycache__"))
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dst / "params.yaml").write_text(yaml.safe_dump(config.file_form(params), sort_keys=False))
     return dst
 
 
@@ -121,13 +128,16 @@ def _dvc_stages(repo: Path) -> dict[str, dict]:
 
 
 def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
-    """Same commands, inputs and outputs, for the default, an ablation and a three-backbone paper configuration."""
+    """Same commands, inputs and outputs: the default, three seeds, three backbones, and both paper smoke settings."""
     two_backbones = config.load(ROOT / "config" / "paper.yaml", [
         "backbone.models=[{name: ViT-B-32-quickgelu, pretrained: openai}, {name: ViT-B-16-quickgelu, pretrained: openai}, "
         "{name: SLIP-ViT-B-16, pretrained: pretrained/slip_base_25ep.pt}]",
         "methods=[clip, ucat]", "data.datasets=[cifar10, pcam]", "evaluate.eps=[1, 4]"])
-    for i, params in enumerate((config.load(ROOT / "params.yaml"), reduced_params(methods=("clip", "fare", "kl_dir_forward")),
-                                two_backbones, config.load(ROOT / "config" / "paper-smoke.yaml"))):
+    three_seeds = reduced_params(methods=("clip", "fare", "kl_dir_forward"))
+    three_seeds["run"]["seeds"] = [0, 1, 5]          # the shipped dvc.yaml, unchanged, resolves one stage per seed
+    for i, params in enumerate((config.load(ROOT / "params.yaml"), three_seeds, two_backbones,
+                                config.load(ROOT / "config" / "paper-smoke.yaml"),
+                                config.load(ROOT / "config" / "paper-fare-smoke.yaml"))):
         repo = copy_repo(tmp_path / str(i), params)
         run("dvc init -q --no-scm", repo)
         jobs, stages = _snakemake_jobs(repo), _dvc_stages(repo)
@@ -136,10 +146,11 @@ def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
         assert sorted(o for j in data_jobs.values() for o in j["output"]) == \
             sorted(f"{root}/{d}" for d in paths.data_sets(params))
         assert stages.pop("data")["outs"] == [root]        # DVC prepares them all in one stage
-        per_model = len(paths.backbones(params)) * len(params["methods"])
+        per_model = len(paths.backbones(params)) * len(paths.seeds(params)) * len(params["methods"])
         assert len(stages) == len(jobs) - len(data_jobs) == per_model * len(params["data"]["datasets"]) + \
             len(paths.backbones(params)) + 2 * per_model + 1   # evaluate per data set, backbone, finetune+calibrate, report
-        assert len(paths.eval_cells(params)) == sum(len(j["output"]) for j in jobs.values() if j["rule"] == "evaluate") // 2
+        assert len(paths.eval_cells(params)) == sum(len(j["output"]) for j in jobs.values()
+                                                    if j["rule"].startswith("evaluate")) // 2
         for name, st in stages.items():
             assert st["cmd"] in jobs, f"no Snakemake job runs {name}: {st['cmd']!r}"
             job = jobs[st["cmd"]]
@@ -149,10 +160,14 @@ def test_snakemake_and_dvc_run_the_same_stages(tmp_path):
             else:
                 assert sorted(job["output"]) == sorted(o for o in st["outs"] if o not in st["persist"]), name
             if name == "report":   # DVC: the two folders every cell lands in; Snakemake: the cells
-                assert all(any(i.startswith(d + "/") for d in st["deps"]) or i in st["deps"] for i in job["input"])
-                assert {paths.CELLS, paths.SAMPLES_ROOT} <= set(st["deps"])
-            else:
-                assert sorted(job["input"]) == sorted(st["deps"]), name
+                assert all(any(i.startswith(d + "/") for d in st["deps"]) or i in st["deps"]
+                           or i == workflow.REPORT.code_stamp for i in job["input"])
+                assert {workflow.fill(paths.CELLS, params), workflow.fill(paths.SAMPLES_ROOT, params)} <= set(st["deps"])
+            else:   # Snakemake: the stage's code stamp stands for the package files DVC lists
+                stage = workflow.__dict__[name.partition("@")[0].upper()]
+                code = set(stage.code_files)
+                assert code <= set(st["deps"]), name
+                assert sorted(job["input"]) == sorted([d for d in st["deps"] if d not in code] + [stage.code_stamp]), name
 
 
 def test_second_snakemake_invocation_cannot_change_a_running_jobs_parameters(tmp_path):
@@ -168,7 +183,7 @@ def test_second_snakemake_invocation_cannot_change_a_running_jobs_parameters(tmp
 
     other = json.loads(json.dumps(params))
     other["ucat"]["tau_prime"] = 0.2
-    (repo / "other.yaml").write_text(yaml.safe_dump(other))
+    (repo / "other.yaml").write_text(yaml.safe_dump(config.file_form(other)))
     second = _snakemake_jobs(repo, ["--configfile", "other.yaml"])   # while the first one runs
     assert pfile.read_bytes() == before                  # the running job still reads its own parameters
     job2 = next(j for j in second.values() if j["rule"] == "finetune" and "ucat" in j["raw"])
@@ -199,22 +214,26 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
     repo = copy_repo(tmp_path / "repo", params)
     cache = {"UCAT_CACHE": str(tmp_path / "cache")}          # this test's own cell cache: every cell computed
     run(["snakemake", "--cores", "2"], repo, timeout=900, env=cache)
-    summary = json.loads((repo / "metrics/summary.json").read_text())
+    summary = json.loads((repo / SUMMARY).read_text())
     assert set(summary) == {"demo"} and set(summary["demo"]) == {"clip", "ucat"}
     assert set(summary["demo"]["ucat"]) == {"clean_eps0", "pgd_eps8"}
-    # the headline: accuracy, calibration and H, plus uncertainty in use (issue 14); attack AUROC only under attack
-    assert set(summary["demo"]["ucat"]["pgd_eps8"]) == {"acc", "ece", "H", "aurc", "error_auroc", "attack_auroc", "ece_ts"}
-    assert "attack_auroc" not in summary["demo"]["ucat"]["clean_eps0"]
-    assert all(v is not None for v in summary["demo"]["ucat"]["pgd_eps8"].values())
-    cell = json.loads((repo / paths.EVAL_JSON.format(backbone="demo", method="ucat", dataset="demo_shapes",
-                                                     attack="pgd", eps=8)).read_text())
+    # what dvc metrics diff shows: accuracy, calibration and H, and UCAT's paired accuracy difference under attack
+    assert set(summary["demo"]["ucat"]["pgd_eps8"]) == {"acc", "ece", "H"}
+    assert set(summary["demo"]["clip"]["pgd_eps8"]) == {"acc", "ece", "H", "ucat_minus_acc", "ucat_minus_acc_lo",
+                                                        "ucat_minus_acc_hi"}
+    assert all(v is not None for v in summary["demo"]["clip"]["pgd_eps8"].values())
+    # the report's own summary has everything, uncertainty in use too; attack AUROC only under attack
+    full = json.loads((repo / paths.BACKBONE_SUMMARY.format(**DEMO)).read_text())
+    assert {"acc", "ece", "H", "aurc", "error_auroc", "attack_auroc", "ece_ts"} <= set(full["ucat"]["pgd_eps8"])
+    assert "attack_auroc" not in full["ucat"]["clean_eps0"]
+    cell = json.loads((repo / paths.EVAL_JSON.format(**DEMO, method="ucat", dataset="demo_shapes", attack="pgd", eps=8)).read_text())
     assert 0 <= cell["accuracy"] <= 1 and cell["n"] == 24
     assert not {"seconds", "images_per_second", "batch_size"} & set(cell)          # metrics only
-    info = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes.json").read_text())["cells"]["pgd_eps8"]
+    info = json.loads((repo / "logs/run/main/evaluate/demo/seed0/ucat/demo_shapes.json").read_text())["cells"]["pgd_eps8"]
     assert info["batch_size"] == 64 and info["images_per_second"] > 0 and info["threads"] == 1 and not info["restored"]
     for figure in workflow.report_figures(params):
         assert (repo / figure).is_file(), figure
-    assert (repo / paths.REPORT.format(backbone="demo")).is_file()
+    assert (repo / paths.REPORT.format(**DEMO)).is_file()
     again = run(["snakemake", "--cores", "2"], repo)
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -235,13 +254,19 @@ def test_reduced_demo_through_snakemake_then_dvc_gives_the_same_bytes(tmp_path):
     run(["snakemake", "--cores", "1", "--touch"], repo)       # accept an edit that changes no result
     assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], repo).stdout
 
+    # DVC after Snakemake: `dvc commit -f` adopts Snakemake's outputs (README), then it has nothing to do
+    run("git init -q && git config user.email t@t && git config user.name t && dvc init -q && "
+        "dvc config core.analytics false", repo)
+    run(["dvc", "commit", "-f", "-q"], repo, timeout=300)
+    assert _ran_stages(run(["dvc", "repro"], repo, timeout=300).stdout) == set()
+
     # the same cells through DVC (one thread count for both): identical bytes
     outputs = {p: (repo / p).read_bytes() for c in ("clean_eps0", "pgd_eps8") for p in (
-        f"metrics/cells/demo/eval/ucat/demo_shapes/{c}.json", f"results/samples/demo/ucat/demo_shapes/{c}.npz")}
-    run("dvc init -q --no-scm", repo)
-    run(["dvc", "repro", "-s", "-f", "evaluate@backbone0-ucat-demo_shapes"], repo, timeout=300,
+        f"metrics/main/cells/demo/seed0/eval/ucat/demo_shapes/{c}.json",
+        f"results/main/samples/demo/seed0/ucat/demo_shapes/{c}.npz")}
+    run(["dvc", "repro", "-s", "-f", "evaluate@backbone0-0-ucat-demo_shapes"], repo, timeout=300,
         env={"UCAT_CACHE": str(tmp_path / "empty-cache")})   # computed again, not restored
-    info = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes.json").read_text())["cells"]
+    info = json.loads((repo / "logs/run/main/evaluate/demo/seed0/ucat/demo_shapes.json").read_text())["cells"]
     assert not any(c["restored"] for c in info.values())
     assert {p: (repo / p).read_bytes() for p in outputs} == outputs
 
@@ -258,44 +283,46 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
     repo = copy_repo(tmp_path / "repo", params)
     git_dvc_init(repo)
     first = _ran_stages(run(["dvc", "repro"], repo, timeout=900).stdout)
-    assert {"data", "backbone@backbone0", "finetune@backbone0-ucat", "report"} <= first
+    assert {"data", "backbone@backbone0", "finetune@backbone0-0-ucat", "report"} <= first
     run("git add -A && git commit -qm 'first run'", repo)
-    assert "metrics/summary.json" in run("git ls-files metrics", repo).stdout     # metrics are in git
+    assert SUMMARY in run("git ls-files metrics", repo).stdout     # metrics are in git
     assert _ran_stages(run(["dvc", "repro"], repo).stdout) == set()
+    # Snakemake after DVC: nothing to do either
+    assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], repo).stdout
 
     # a checkpoint lost: rebuilt from the finished resume state, byte-identical, nothing downstream reruns
-    (repo / "models/demo/ucat/model.pt").unlink()
-    assert _ran_stages(run(["dvc", "repro"], repo).stdout) == {"finetune@backbone0-ucat"}
+    (repo / "models/demo/main/seed0/ucat/model.pt").unlink()
+    assert _ran_stages(run(["dvc", "repro"], repo).stdout) == {"finetune@backbone0-0-ucat"}
     assert run("git status --porcelain", repo).stdout.strip() == ""
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout) == {}   # same params: no diff
 
     # a scalar experiment: UCAT's fine-tuning (other fine-tunings are no-op reruns), its cells and the report
     ran = _ran_stages(run(["dvc", "exp", "run", "-S", "ucat.tau_prime=0.2"], repo, timeout=900).stdout)
-    assert {"finetune@backbone0-ucat", "evaluate@backbone0-ucat-demo_shapes", "calibrate@backbone0-ucat", "report"} <= ran
+    assert {"finetune@backbone0-0-ucat", "evaluate@backbone0-0-ucat-demo_shapes", "calibrate@backbone0-0-ucat", "report"} <= ran
     assert not {s for s in ran if s.startswith("evaluate") and "-clip-" in s}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
-    changed = diff["metrics/summary.json"]
+    changed = diff[SUMMARY]
     assert any(k.startswith("demo.ucat.") and v["old"] is not None and v["new"] is not None for k, v in changed.items())
     assert not any(k.startswith("demo.clip.") for k in changed)
     shown = run(["dvc", "exp", "show", "--json"], repo).stdout
     assert "!" not in run(["dvc", "exp", "show", "--no-pager", "--md"], repo).stdout.replace("!=", "")
     exps = json.loads(shown)
     exp_metrics = [e for x in exps for e in ([x] + [r for exp in (x.get("experiments") or []) for r in exp.get("revs", [])])]
-    values = [((e.get("data") or {}).get("metrics") or {}).get("metrics/summary.json", {}).get("data")
+    values = [((e.get("data") or {}).get("metrics") or {}).get(SUMMARY, {}).get("data")
               for e in exp_metrics]
     assert sum(v is not None for v in values) >= 3, shown[:3000]     # workspace, HEAD and the experiment
 
     # a list experiment (on top of the applied one): no regeneration step; the evaluation jobs rerun,
     # but only the new eps cells are computed: clean and eps 8 come back from the cell cache, same bytes
-    before = {p.name: p.read_bytes() for p in (repo / "metrics/cells/demo/eval/ucat/demo_shapes").iterdir()}
+    before = {p.name: p.read_bytes() for p in (repo / "metrics/main/cells/demo/seed0/eval/ucat/demo_shapes").iterdir()}
     ran = _ran_stages(run(["dvc", "exp", "run", "-S", "evaluate.eps=[4,8]"], repo, timeout=900).stdout)
-    assert {"evaluate@backbone0-clip-demo_shapes", "evaluate@backbone0-ucat-demo_shapes", "report"} <= ran
+    assert {"evaluate@backbone0-0-clip-demo_shapes", "evaluate@backbone0-0-ucat-demo_shapes", "report"} <= ran
     assert not any(s.startswith(("finetune", "calibrate")) for s in ran), ran
-    cells = json.loads((repo / "logs/run/evaluate/demo/ucat/demo_shapes.json").read_text())["cells"]
+    cells = json.loads((repo / "logs/run/main/evaluate/demo/seed0/ucat/demo_shapes.json").read_text())["cells"]
     assert {n: c["restored"] for n, c in cells.items()} == {"clean_eps0": True, "pgd_eps4": False, "pgd_eps8": True}
-    after = {p.name: p.read_bytes() for p in (repo / "metrics/cells/demo/eval/ucat/demo_shapes").iterdir()}
+    after = {p.name: p.read_bytes() for p in (repo / "metrics/main/cells/demo/seed0/eval/ucat/demo_shapes").iterdir()}
     assert {n: after[n] for n in before} == before and set(after) - set(before) == {"pgd_eps4.json"}
-    summary = json.loads((repo / "metrics/summary.json").read_text())
+    summary = json.loads((repo / SUMMARY).read_text())
     assert summary["demo"]["ucat"]["pgd_eps4"]["acc"] is not None
 
     # code is a dependency, precisely

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import models, slip
 from .data import demo
 from .errors import unknown_choice
+from .progress import progress as progress_bar
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -48,16 +48,16 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Te
 def pretrain_demo(params: dict, device: torch.device, progress: bool = True):
     """Contrastive pretraining of the tiny demo CLIP; returns ``(model, arch, meta)``."""
     cfg = params["backbone"]["demo"]
-    torch.manual_seed(params["run"]["seed"])
+    torch.manual_seed(params["backbone"]["seed"])
     arch = models.demo_arch(cfg)
     model = models.create_clip(arch).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg["warmup_steps"], cfg["steps"]))
-    g = torch.Generator().manual_seed(params["run"]["seed"] + 7)
+    g = torch.Generator().manual_seed(params["backbone"]["seed"] + 7)
     vocab = demo.caption_vocabulary()
     token_of = dict(zip(vocab, models.tokenize(model, arch, vocab)))
     losses = []
-    bar = tqdm(range(cfg["steps"]), desc="pretrain demo CLIP", disable=not progress, mininterval=2)
+    bar = progress_bar(range(cfg["steps"]), desc="pretrain demo CLIP", disable=not progress, unit="step")
     for _ in bar:
         images, captions = demo.pretraining_batch(cfg["batch_size"], cfg["image_size"], g)
         tokens = torch.stack([token_of[c] for c in captions]).to(device)
@@ -102,7 +102,7 @@ def build(params: dict, backbone: str, out: str | Path, device: torch.device, pr
     if params["backbone"]["source"] == "demo":
         model, arch, meta = pretrain_demo(params, device, progress)
     else:
-        torch.manual_seed(params["run"]["seed"])  # pretrained: null means random weights: make them the seed's
+        torch.manual_seed(params["backbone"]["seed"])  # pretrained: null means random weights: make them the seed's
         if slip.is_slip(model_entry["name"]):
             model, arch, meta = slip.load(model_entry, params["backbone"]["slip"])
         else:

@@ -126,6 +126,6 @@ def calibrate_model(params: dict, checkpoint: str | Path, device: torch.device, 
     before, after = scores(logits, labels, 1.0, bins), scores(logits, labels, t, bins)
     return {"backbone": backbone, "method": method, "temperature": t,
             "fitted_on": {"dataset": params["data"]["finetune"], "split": heldout_split(params), "n": int(len(labels)),
-                          "seed": params["run"]["seed"]},
+                          "seed": params["data"]["seed"]},
             "heldout_before": before, "heldout_after": after,
             "at_bound": t in (1 / BETA_RANGE[0], 1 / BETA_RANGE[1])}

@@ -31,10 +31,17 @@ def _no_cache(p: argparse.ArgumentParser) -> None:
                         "still stored (`ucat cache --help`)")
 
 
+def _seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None,
+                   help="the training seed of this job (default: the first of run.seeds); outputs go to …/seed<N>/")
+
+
 def _setup(args, gpu: bool = True):
     from . import config
 
     params = config.load(args.params, args.overrides)
+    if getattr(args, "seed", None) is not None:
+        params = config.validate({**params, "run": {**params["run"], "seed": args.seed}}, source=args.params)
     import torch
 
     if args.threads:
@@ -50,10 +57,11 @@ def cmd_check(args) -> int:
     from . import config
 
     params = config.load(args.params, args.overrides)
-    cells, per_job = paths.eval_cells(params), len(paths.conditions(params))
-    print(f"{args.params}: valid. {len(params['methods'])} methods x {len(params['data']['datasets'])} data sets "
-          f"-> {len(cells) // per_job} evaluation jobs of {per_job} cells ({len(cells)} cells); "
-          f"backbone source: {params['backbone']['source']}")
+    cells, seeds = paths.eval_cells(params), paths.seeds(params)
+    jobs = len(paths.backbones(params)) * len(seeds) * len(params["methods"]) * len(params["data"]["datasets"])
+    print(f"{args.params}: valid. Setting {paths.setting(params)!r}: {len(paths.backbones(params))} backbone(s) x "
+          f"{len(seeds)} seed(s) x {len(params['methods'])} methods x {len(params['data']['datasets'])} data sets "
+          f"-> {jobs} evaluation jobs, {len(cells)} cells; backbone source: {params['backbone']['source']}")
     return 0
 
 
@@ -95,7 +103,7 @@ def cmd_finetune(args) -> int:
 
     params, device = _setup(args)
     methods.get(args.method)
-    at = dict(backbone=_backbone_id(args, params), method=args.method)
+    at = paths.at(params, _backbone_id(args, params), method=args.method)
     meta = train.finetune(
         params, args.method, args.backbone or paths.BACKBONE.format(**at), args.out or paths.FINETUNED.format(**at),
         args.checkpoint_dir or paths.CHECKPOINTS.format(**at), args.live_dir or paths.TRAIN_LIVE.format(**at),
@@ -117,20 +125,21 @@ def cmd_evaluate(args) -> int:
     conditions = None if args.attack is None else [(args.attack, 0 if args.attack == "clean" else args.eps)]
 
     def out_paths(attack, eps):
-        cell = dict(backbone=b, method=args.method, dataset=args.dataset, attack=attack, eps=eps)
+        cell = paths.at(params, b, method=args.method, dataset=args.dataset, attack=attack, eps=eps)
         return (args.out_json or paths.EVAL_JSON.format(**cell)), (args.out_npz or paths.EVAL_NPZ.format(**cell))
 
-    checkpoint = args.checkpoint or paths.model_for(b, args.method)
+    checkpoint = args.checkpoint or paths.model_for(params, b, args.method)
     info = evaluate.evaluate_dataset(params, checkpoint, args.dataset, device, method=args.method,
                                      out_paths=out_paths, conditions=conditions, progress=not args.quiet,
                                      use_cache=not args.no_cache)
     if args.run_info:
-        write_json(args.run_info, {"stage": "evaluate", "backbone": b, "method": args.method, "dataset": args.dataset,
-                                   "ucat": __version__, "cells": info})
+        write_json(args.run_info, {"stage": "evaluate", "backbone": b, "seed": params["run"]["seed"],
+                                   "method": args.method, "dataset": args.dataset, "ucat": __version__, "cells": info})
     for name, cell in info.items():
+        headline = ", ".join(f"{k} {cell[k]:.4f}" for k in ("accuracy", "mAP", "F1@3") if k in cell)
         how = "restored from the cell cache" if cell["restored"] else \
-            f"acc {cell['accuracy']:.4f} ({cell['images_per_second']} img/s, batch {cell['batch_size']})"
-        print(f"{b}/{args.method}/{args.dataset}/{name}: {how}")
+            f"{headline} ({cell['images_per_second']} img/s, batch {cell['batch_size']})"
+        print(f"{b}/seed{params['run']['seed']}/{args.method}/{args.dataset}/{name}: {how}")
     return 0
 
 
@@ -141,9 +150,9 @@ def cmd_calibrate(args) -> int:
     params, device = _setup(args)
     methods.get(args.method)
     b = _backbone_id(args, params)
-    record = calibration.calibrate_model(params, args.checkpoint or paths.model_for(b, args.method), device,
+    record = calibration.calibrate_model(params, args.checkpoint or paths.model_for(params, b, args.method), device,
                                          args.method, b, use_cache=not args.no_cache)
-    out = args.out or paths.CALIBRATION.format(backbone=b, method=args.method)
+    out = args.out or paths.CALIBRATION.format(**paths.at(params, b, method=args.method))
     write_json(out, record)
     print(f"{b}/{args.method}: temperature {record['temperature']:.4g} on {record['fitted_on']['n']} held-out "
           f"images; NLL {record['heldout_before']['nll']:.4f} -> {record['heldout_after']['nll']:.4f} ({out})")
@@ -156,8 +165,9 @@ def cmd_report(args) -> int:
 
     params = config.load(args.params, args.overrides)
     build_reports(params)
-    print(f"report written to {', '.join(paths.RESULTS.format(backbone=b) for b in paths.backbones(params))}/ "
-          f"and {paths.SUMMARY}")
+    where = {"setting": paths.setting(params)}
+    print(f"report written to {', '.join(paths.RESULTS.format(backbone=b, **where) for b in paths.backbones(params))}/ "
+          f"and {paths.SUMMARY.format(**where)}")
     return 0
 
 
@@ -287,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-dir", help=f"dvclive metrics (default: {paths.TRAIN_LIVE})")
     p.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)
     _common(p)
+    _seed(p)
     _no_cache(p)
     p.set_defaults(func=cmd_finetune)
 
@@ -305,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-npz", help=f"per-sample arrays (default: {paths.EVAL_NPZ})")
     p.add_argument("--run-info", help="also write seconds, images/s, batch size and versions here (not a metric)")
     _common(p)
+    _seed(p)
     _no_cache(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -316,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model (default: the method's fine-tuned model, or the backbone for clip)")
     p.add_argument("--out", help=f"JSON to write (default: {paths.CALIBRATION})")
     _common(p)
+    _seed(p)
     _no_cache(p)
     p.set_defaults(func=cmd_calibrate)
 

@@ -60,13 +60,21 @@ def _key_path(error) -> str:
 
 
 def validate(params: Mapping[str, Any], source: str = "params") -> dict:
-    """Return ``params`` as a plain dict, or raise ConfigError naming the first bad key."""
+    """Return ``params`` as a plain dict, or raise ConfigError naming the first bad key.
+
+    The result carries ``run.seed``, the training seed this process works for (the stages' ``--seed``;
+    by default the first of ``run.seeds``): a runtime value, never written in a parameters file."""
+    params = copy.deepcopy(dict(params))
+    run = params.get("run")
+    seed = run.pop("seed", None) if isinstance(run, dict) else None
     validator = _validator_class()(schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: {_key_path(errors[0])}")
-    params = copy.deepcopy(dict(params))
     _check_consistency(params, source)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"{source}: run.seed: must be a non-negative integer, got {seed!r}")
+    params["run"]["seed"] = params["run"]["seeds"][0] if seed is None else seed
     return params
 
 
@@ -85,6 +93,13 @@ def _check_consistency(p: dict, source: str) -> None:
         raise ConfigError(f"{source}: backbone.models: the demo source builds exactly one model, got {len(names)}")
     if p["backbone"]["source"] == "demo" and not all(d.startswith("demo_") for d in p["data"]["datasets"] + [p["data"]["finetune"]]):
         raise ConfigError(f"{source}: data.datasets: the demo backbone only understands the demo_* data sets")
+
+
+def file_form(params: Mapping[str, Any]) -> dict:
+    """``params`` as a parameters file holds them: without the runtime ``run.seed``."""
+    out = copy.deepcopy(dict(params))
+    out["run"] = {k: v for k, v in out["run"].items() if k != "seed"}
+    return out
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -153,6 +168,9 @@ def _first_difference(a, b, prefix: str = "") -> str | None:
 
 def _load(path: str | Path, overrides: list[str] | None) -> dict:
     params = read_yaml(path)
+    if isinstance(params.get("run"), dict) and "seed" in params["run"]:
+        raise ConfigError(f"{path}: run.seed: replaced by run.seeds, a list (e.g. `seeds: [{params['run']['seed']}]`); "
+                          f"the data and the demo backbone have their own data.seed and backbone.seed")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:

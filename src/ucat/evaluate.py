@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from . import attacks, attacks_multilabel, data, metrics, models, prompts, textcache
 from .errors import CheckpointError, ConfigError
 from .io import atomic_path, json_text, write_json
+from .progress import progress
 
 
 def choose_batch_size(model, requested, device: torch.device, amp, num_items: int, cap: int = 4096) -> int:
@@ -112,7 +112,7 @@ class Evaluator:
         chunks: list[dict] = []
         start = time.time()
         desc = f"{self.method or 'model'}/{self.dataset}/{attack}"
-        for x, y, ids in tqdm(self.loader, desc=desc, disable=not self.progress, mininterval=2):
+        for x, y, ids in progress(self.loader, desc=desc, disable=not self.progress, unit="batch"):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if int(y.max()) >= model.num_classes:
                 raise ConfigError(f"{self.dataset}: label {int(y.max())} but only {model.num_classes} class names")
@@ -185,7 +185,7 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
     from . import cellcache, config, keys, paths
     from .data.integrity import sha256
 
-    conditions = conditions if conditions is not None else paths.conditions(params)
+    conditions = conditions if conditions is not None else paths.conditions(params, dataset)
     for attack, eps in conditions:
         check_cell(attack, eps, dataset)
     if not Path(checkpoint).is_file():

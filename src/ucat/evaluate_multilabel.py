@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import attacks_multilabel, metrics_multilabel, models
 from .errors import ConfigError
+from .progress import progress
 
 
 def cell_summary(samples: dict, cell: dict, num_classes: int, ev: dict) -> dict:
@@ -40,7 +40,7 @@ def score(evaluator, attack: str, eps: int, run_info: dict | None = None) -> tup
     chunks: list[dict] = []
     start = time.time()
     desc = f"{evaluator.method or 'model'}/{evaluator.dataset}/{attack}"
-    for x, y, ids in tqdm(evaluator.loader, desc=desc, disable=not evaluator.progress, mininterval=2):
+    for x, y, ids in progress(evaluator.loader, desc=desc, disable=not evaluator.progress, unit="batch"):
         if y.ndim != 2 or y.shape[1] != model.num_classes:
             raise ConfigError(f"{evaluator.dataset}: targets of shape {tuple(y.shape)}, expected multi-hot "
                               f"(batch, {model.num_classes})")

@@ -12,7 +12,8 @@ identity from five parts, and every cache and resume state of the package goes t
 - ``inputs``: content digests of the files it reads (checkpoint bytes, the data set's verified
   manifest);
 - ``libraries``: the versions of every library that decides numbers or decodes data;
-- ``device``: the device type, and what changes float results on it (the GPU model; CPU threads).
+- ``device``: the device type, and what changes float results on it (the GPU model; the CPU's
+  thread count and vector-kernel set).
 
 The record is kept beside what it keys (a resume state, a cache entry), so a mismatch can say
 which part differs (:func:`differences`).  Torch is imported only to describe a device.
@@ -62,7 +63,8 @@ def device_record(device) -> dict[str, Any]:
     device = torch.device(device)
     if device.type == "cuda":
         return {"type": "cuda", "name": torch.cuda.get_device_name(device)}
-    return {"type": device.type, "threads": torch.get_num_threads()}
+    # the vector kernels torch picked for this CPU (AVX2, AVX512, ...) change float results too
+    return {"type": device.type, "threads": torch.get_num_threads(), "kernels": torch.backends.cpu.get_cpu_capability()}
 
 
 def record(kind: str, *, code: tuple[str, ...], params: Mapping[str, Any], inputs: Mapping[str, str], device,

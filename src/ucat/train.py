@@ -37,12 +37,12 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from . import attacks, data, fingerprint, losses, methods, models, prompts, selection, textcache, tga
+from . import attacks, data, fingerprint, losses, methods, models, paths, prompts, selection, textcache, tga
 from .backbone import warmup_cosine
 from .errors import CheckpointError, ConfigError, TrainingError, UcatError
-from .io import atomic_path, write_json
+from .io import atomic_path, write_json, write_text
+from .progress import progress as progress_bar
 
 TRAIN_FORMAT = "ucat-train-v2"
 
@@ -281,11 +281,12 @@ def training_lock(checkpoint_dir: Path):
 def identity(backbone_path: Path, out_path, live_dir: Path) -> dict:
     """``clip``'s "fine-tuning": the backbone's weights, copied, and an empty curve.
 
-    Every method is then evaluated from ``models/<bb>/<method>/model.pt`` (one path pattern
-    for both engines' templated stages)."""
+    Every method is then evaluated from ``models/<bb>/…/<method>/model.pt`` (one path pattern
+    for both engines' templated stages).  The curve is a header without rows, not an empty
+    folder: git does not keep empty folders, and `dvc plots diff` would miss it at HEAD."""
     with atomic_path(out_path) as tmp:
         shutil.copyfile(backbone_path, tmp)
-    (live_dir / "plots").mkdir(parents=True, exist_ok=True)
+    write_text(live_dir / paths.TRAIN_CURVE.format(name="loss"), "step\tloss\n")
     meta = {"step": 0}
     write_json(live_dir / "metrics.json", meta)
     return meta
@@ -371,7 +372,7 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     from dvclive import Live
 
     live = Live(str(state_live), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
-    bar = tqdm(total=total, initial=step, desc=f"finetune {method}", disable=not progress, mininterval=2)
+    bar = progress_bar(total=total, initial=step, desc=f"finetune {method}", disable=not progress, unit="step")
     stop = selector.active and selector.stopped(step, steps_per_epoch)
     while step < total and not stop:
         epoch, in_epoch = divmod(step, steps_per_epoch)

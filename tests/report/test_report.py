@@ -431,11 +431,11 @@ def test_build_reports_checks_every_backbone_before_writing(tmp_path, monkeypatc
         write_metrics(tmp_path / "w" / b, cfg, samples=False, logs=False)
         for a, e in (("clean", 0), ("pgd", 1)):
             src = tmp_path / "w" / b / "metrics" / "eval" / "clip" / "cifar10" / f"{a}_eps{e}.json"
-            dst = Path(paths.EVAL_JSON.format(backbone=b, method="clip", dataset="cifar10", attack=a, eps=e))
+            dst = Path(paths.EVAL_JSON.format(**paths.at(params, b, method="clip", dataset="cifar10", attack=a, eps=e)))
             dst.parent.mkdir(parents=True, exist_ok=True)
             bad = b == "ViT-B-16" and a == "clean"
             dst.write_text(src.read_text().replace('"accuracy": ', '"accuracy": 7', 1) if bad else src.read_text())
-    with pytest.raises(MetricsError, match="ViT-B-16/eval/clip/cifar10/clean_eps0.json: accuracy = 7"):
+    with pytest.raises(MetricsError, match="ViT-B-16/seed0/eval/clip/cifar10/clean_eps0.json: accuracy = 7"):
         build_reports(params)
-    assert not Path("results").exists() and not Path(paths.SUMMARY).exists()
-    assert not Path(paths.BACKBONE_SUMMARY.format(backbone="ViT-B-32-quickgelu")).exists()
+    assert not Path("results").exists() and not Path(paths.SUMMARY.format(setting="main")).exists()
+    assert not Path(paths.BACKBONE_SUMMARY.format(backbone="ViT-B-32-quickgelu", setting="main")).exists()

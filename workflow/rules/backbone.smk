@@ -20,4 +20,4 @@ rule backbone:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} > {log} 2>&1"

@@ -3,14 +3,14 @@ rule calibrate:
     input:
         inputs(wf.CALIBRATE),
     output:
-        wf.CALIBRATE.metrics[0],
+        pattern(wf.CALIBRATE.tracked[0]),
     params:
         cmd=command(wf.CALIBRATE),
         values=param_values(wf.CALIBRATE_PARAMS),
     log:
-        "logs/calibrate/{backbone}/{method}.log",
+        f"logs/{SETTING}/calibrate/{{backbone}}/seed{{seed}}/{{method}}.log",
     benchmark:
-        "benchmarks/calibrate/{backbone}/{method}.tsv"
+        f"benchmarks/{SETTING}/calibrate/{{backbone}}/seed{{seed}}/{{method}}.tsv"
     threads: wf.CALIBRATE.threads
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
@@ -20,4 +20,4 @@ rule calibrate:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} > {log} 2>&1"

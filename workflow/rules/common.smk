@@ -18,7 +18,7 @@ BACKBONES = paths.backbones(PARAMS)
 # rewritten: a second `snakemake --configfile other.yaml` writes another file and cannot
 # change what a running job reads.  The name reaches the shell command as a (string) resource,
 # not a rule param, so Snakemake's params trigger stays the exact keys each job reads.
-_text = yaml.safe_dump(PARAMS, sort_keys=True)
+_text = yaml.safe_dump(ucat_config.file_form(PARAMS), sort_keys=True)
 PARAMS_FILE = f".ucat/params-{hashlib.sha256(_text.encode()).hexdigest()[:16]}.yaml"
 if not os.path.exists(PARAMS_FILE):
     os.makedirs(os.path.dirname(PARAMS_FILE), exist_ok=True)
@@ -29,18 +29,25 @@ if not os.path.exists(PARAMS_FILE):
 
 
 def param_values(keys):
-    """The values of the parameter keys a job reads: a change reruns the job."""
-    return ucat_config.select(PARAMS, keys)
+    """The values of the parameter keys a job reads: a change reruns the job (its seed is a wildcard)."""
+    return ucat_config.select(PARAMS, wf.for_engines(keys))
 
 
 def pattern(p):
-    """A workflow.py path pattern with the scalars (data root, fine-tuning set) filled in."""
+    """A workflow.py path pattern with the scalars (data root, fine-tuning set, setting) filled in."""
     return wf.fill(p, PARAMS)
 
 
+SETTING = PARAMS["run"]["setting"]
+
+
+# code is a dependency: one stamp per stage stands for the package files it runs (workflow.write_code_stamp)
+CODE = {s.name: wf.write_code_stamp(s) for s in wf.stages()}
+
+
 def inputs(stage):
-    """Inputs of a stage's job: its declared deps and the package modules it runs (code is a dependency)."""
-    return lambda wc: [wf.fill(d, PARAMS, **wc) for d in stage.deps] + stage.code_files
+    """Inputs of a stage's job: its declared deps and the stamp of the package files it runs."""
+    return lambda wc: [wf.fill(d, PARAMS, **wc) for d in stage.deps] + [CODE[stage.name]]
 
 
 def command(stage):
@@ -61,5 +68,6 @@ GPU = gpu_per_job()
 
 wildcard_constraints:
     backbone="|".join(re.escape(b) for b in BACKBONES),
+    seed="|".join(str(s) for s in paths.seeds(PARAMS)),
     method="|".join(methods.METHODS),
     dataset="|".join(data.dataset_names()),

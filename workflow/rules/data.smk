@@ -3,7 +3,7 @@ rule data:
     output:
         directory(pattern(wf.DATA.persist[0])),
     input:
-        wf.DATA.code_files,
+        CODE["data"],
     params:
         cmd=command(wf.DATA),
         values=lambda wc: param_values(wf.data_params(wc.dataset)),
@@ -19,4 +19,4 @@ rule data:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} > {log} 2>&1"

@@ -7,16 +7,16 @@ rule finetune:
         inputs(wf.FINETUNE),
         wf.selection_inputs(PARAMS),  # finetune.select: best_on_test selects on the test sets
     output:
-        model=wf.FINETUNE.outs[0],
-        metrics=report(wf.FINETUNE.metrics[0], caption="../report/train_metrics.rst", category="Fine-tuning"),
-        plots=directory(wf.FINETUNE.plots[0]),
+        model=pattern(wf.FINETUNE.outs[0]),
+        metrics=report(pattern(wf.FINETUNE.tracked[0]), caption="../report/train_metrics.rst", category="Fine-tuning"),
+        plots=directory(pattern(wf.FINETUNE.plots[0])),
     params:
         cmd=command(wf.FINETUNE),
         values=lambda wc: param_values(wf.finetune_params(wc.method)),
     log:
-        "logs/finetune/{backbone}/{method}.log",
+        f"logs/{SETTING}/finetune/{{backbone}}/seed{{seed}}/{{method}}.log",
     benchmark:
-        "benchmarks/finetune/{backbone}/{method}.tsv"
+        f"benchmarks/{SETTING}/finetune/{{backbone}}/seed{{seed}}/{{method}}.tsv"
     threads: wf.FINETUNE.threads
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
@@ -26,4 +26,4 @@ rule finetune:
     conda:
         "../envs/ucat.yaml"
     shell:
-        "{params.cmd} --params {resources.params_file} --quiet > {log} 2>&1"
+        "{params.cmd} --params {resources.params_file} > {log} 2>&1"

@@ -2,11 +2,11 @@ rule report:
     """The paper's tables and figures, reproduced beside published; metrics/summary.json, the headline."""
     input:
         wf.report_inputs(PARAMS),
-        wf.REPORT.code_files,
+        CODE["report"],
     output:
-        summary=report(wf.REPORT.metrics[0], caption="../report/summary.rst", category="Headline"),
+        summary=report(pattern(wf.REPORT.metrics[0]), caption="../report/summary.rst", category="Headline"),
         reports=report(
-            directory(wf.REPORT.outs[0]),
+            directory(pattern(wf.REPORT.outs[0])),
             patterns=["{backbone}/figures/{name}.png", "{backbone}/tables/{table}.csv", "{backbone}/report.md"],
             caption="../report/report.rst",
             category="Report",
@@ -16,9 +16,9 @@ rule report:
         cmd=command(wf.REPORT),
         values=param_values(wf.REPORT_PARAMS),
     log:
-        "logs/report.log",
+        f"logs/{SETTING}/report.log",
     benchmark:
-        "benchmarks/report.tsv"
+        f"benchmarks/{SETTING}/report.tsv"
     threads: wf.REPORT.threads
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger

@@ -124,12 +124,12 @@ def prepare(name: str, params: dict) -> dict:
         return real.download_real(name, root)
     per_class = params["data"]["demo_train_per_class" if name == "demo_train" else "demo_eval_per_class"]
     size = params["backbone"]["demo"]["image_size"]
-    images, labels, names = demo.make_set(name, per_class, params["run"]["seed"], size)
+    images, labels, names = demo.make_set(name, per_class, params["data"]["seed"], size)
     path = _demo_file(root, name)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, images=images.numpy(), labels=labels.numpy(), classnames=np.array(names))
-    manifest = {"name": name, "source": "ucat.data.demo (generated)", "seed": params["run"]["seed"],
+    manifest = {"name": name, "source": "ucat.data.demo (generated)", "seed": params["data"]["seed"],
                 "files": {path.name: sha256(path)}, "num_samples": {"all": int(len(labels))},
                 "num_classes": len(names), "classnames_sha256": names_hash(names)}
     write_json(root / name / MANIFEST, manifest)
@@ -254,7 +254,7 @@ def _open(name: str, params: dict, image_size: int, split: str | None) -> tuple[
 def open_eval(name: str, params: dict, image_size: int) -> tuple[Dataset, list[str]]:
     """The zero-shot evaluation split of ``name`` (seeded subset if ``data.subsample``)."""
     dataset, names = _open(name, params, image_size, split=None)
-    return subsample(dataset, params["data"]["subsample"], params["run"]["seed"]), names
+    return subsample(dataset, params["data"]["subsample"], params["data"]["seed"]), names
 
 
 def open_finetune(params: dict, image_size: int) -> tuple[Dataset, list[str]]:

@@ -3,7 +3,7 @@
 Post-hoc calibration (temperature scaling, ``ucat calibrate``) and checkpoint selection need
 clean images of the fine-tuning distribution that the model was not trained on and that no
 evaluation cell scores.  ``heldout_dataset`` returns ``data.heldout`` of them, a fixed
-subset drawn with ``run.seed``:
+subset drawn with ``data.seed``:
 
 - ``demo_train``: a fresh set rendered exactly like the training set (same classes and
   pairs, ``data.demo_train_per_class`` irrelevant) from its own random stream, so it is
@@ -51,7 +51,7 @@ def heldout_dataset(params: dict, image_size: int, n: int | None = None) -> tupl
     names = classnames(name)
     if is_demo(name):
         per_class = math.ceil(n / len(names))
-        images, labels, _ = demo.make_set(name, per_class, params["run"]["seed"],
+        images, labels, _ = demo.make_set(name, per_class, params["data"]["seed"],
                                           params["backbone"]["demo"]["image_size"], stream=DEMO_STREAM)
         dataset: Dataset = UInt8Images(images, labels, image_size)
     else:
@@ -59,4 +59,4 @@ def heldout_dataset(params: dict, image_size: int, n: int | None = None) -> tupl
 
         verified_digest(name, params)                                # read from disk: checked like every read
         dataset, _ = _open(name, params, image_size, split=split)   # data.preprocess, label checks
-    return subsample(dataset, n, params["run"]["seed"]), names
+    return subsample(dataset, n, params["data"]["seed"]), names

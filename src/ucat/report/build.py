@@ -20,7 +20,7 @@ from . import uncertainty_use as U
 from .load import Results, Setting, load_results, load_samples, load_train_logs
 from .reference import Pairing
 from .render import to_csv, to_latex, to_markdown
-from .summary import HEADLINE, build_summary
+from .summary import HEADLINE, build_summary, dvc_headline
 from .tables import calibration_tables, comparison_tables, main_tables, missing_table, uncertainty_tables
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,31 @@ class Inputs(NamedTuple):
 
 
 def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", *, backbone: str = "",
-                figures: bool = True, seed_samples_dirs: Sequence | None = None) -> Inputs:
+                figures: bool = True, seed_metrics_dirs: Sequence | None = None,
+                seed_samples_dirs: Sequence | None = None) -> Inputs:
     """Load and validate what a report reads; raises MetricsError naming a bad file.
 
-    ``seed_samples_dirs``: the per-sample roots of every seed (default: ``samples_dir`` alone);
-    the intervals are over all of them."""
+    ``seed_metrics_dirs`` / ``seed_samples_dirs``: the roots of every training seed (default:
+    ``metrics_dir`` / ``samples_dir`` alone).  With several seeds every value is the mean over
+    the seeds (a cell missing in one seed is missing), the intervals are over seeds and images,
+    and the figures that draw single runs (curves, reliability bins, pooled samples) show the first seed."""
     setting = Setting.from_config(cfg, backbone)
-    res = load_results(setting, metrics_dir, samples_dir)
-    logs = {m: load_train_logs(metrics_dir, m) for m in setting.methods} if figures else {}
-    samples = _pooled_samples(res, samples_dir) if figures else {}
+    metrics_dirs = list(seed_metrics_dirs or [metrics_dir])
+    samples_dirs = list(seed_samples_dirs or [samples_dir])
+    if len(metrics_dirs) != len(samples_dirs):
+        raise ValueError(f"{len(metrics_dirs)} metrics roots for {len(samples_dirs)} sample roots")
+    per_seed = [load_results(setting, m, s) for m, s in zip(metrics_dirs, samples_dirs)]
+    res = Results.mean_over(per_seed)
+    logs = {m: load_train_logs(metrics_dirs[0], m) for m in setting.methods} if figures else {}
+    samples = _pooled_samples(per_seed[0], samples_dirs[0]) if figures else {}
     ece_bins = int(cfg.get("evaluate", {}).get("ece_bins", 15))
-    use = U.analyse(res, metrics_dir, samples_dir, ece_bins)
+    use = U.Analysis.mean_over([U.analyse(r, m, s, ece_bins) for r, m, s in zip(per_seed, metrics_dirs, samples_dirs)],
+                               res)
     settings = I.Settings.from_config(cfg)
-    iv = None if settings is None else I.analyse(setting, list(seed_samples_dirs or [samples_dir]), settings, ece_bins)
-    return Inputs(setting, res, logs, samples, use, ML.load(cfg, metrics_dir, backbone), iv)
+    iv = None if settings is None else I.analyse(setting, samples_dirs, settings, ece_bins)
+    multilabel = ML.load(cfg, metrics_dirs[0], backbone) if len(metrics_dirs) == 1 else \
+        ML.MultiLabelResults.mean_over([ML.load(cfg, m, backbone) for m in metrics_dirs])
+    return Inputs(setting, res, logs, samples, use, multilabel, iv)
 
 
 def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
@@ -210,20 +221,24 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
 
 
 def build_reports(params: dict) -> dict:
-    """One report per backbone of the run, and ``metrics/summary.json`` keyed by backbone.
-
-    Each backbone's report pairs its cells with the paper's numbers for that backbone.
+    """One report per backbone of the run (over all its seeds), and the setting's ``metrics/<setting>/summary.json``
+    keyed by backbone (its ``summary.dvc_headline``; each report folder has the full ``summary.json``).  Each backbone's report pairs its cells with the paper's numbers for that backbone.
     """
     from .. import paths
 
+    def roots(pattern, b):
+        return [pattern.format(backbone=b, setting=paths.setting(params), seed=seed) for seed in paths.seeds(params)]
+
+    where = {"setting": paths.setting(params)}
     # read and check every backbone's inputs before writing anything (the id is the open_clip name)
-    inputs = {b: read_inputs(params, paths.METRICS.format(backbone=b), paths.SAMPLES.format(backbone=b), backbone=b)
+    inputs = {b: read_inputs(params, backbone=b, seed_metrics_dirs=roots(paths.METRICS, b),
+                             seed_samples_dirs=roots(paths.SAMPLES, b))
               for b in paths.backbones(params)}
     combined = {}
     for b in paths.backbones(params):
-        built = build_report(params, backbone=b, inputs=inputs[b], metrics_dir=paths.METRICS.format(backbone=b),
-                             samples_dir=paths.SAMPLES.format(backbone=b), out_dir=paths.RESULTS.format(backbone=b),
-                             summary_path=paths.BACKBONE_SUMMARY.format(backbone=b))
-        combined[b] = built["summary_data"]
-    write_json(paths.SUMMARY, combined)
+        built = build_report(params, backbone=b, inputs=inputs[b], metrics_dir=roots(paths.METRICS, b)[0],
+                             samples_dir=roots(paths.SAMPLES, b)[0], out_dir=paths.RESULTS.format(backbone=b, **where),
+                             summary_path=paths.BACKBONE_SUMMARY.format(backbone=b, **where))
+        combined[b] = dvc_headline(built["summary_data"])
+    write_json(paths.SUMMARY.format(**where), combined)
     return combined

@@ -75,12 +75,40 @@ def _finite_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def mean_tree(trees: list):
+    """The mean over seeds of same-shaped JSON-like trees: numbers are averaged (None if any seed has
+    none), mappings recurse; anything else (labels, per-bin lists) is the first seed's."""
+    first = trees[0]
+    if len(trees) == 1:
+        return first
+    if isinstance(first, dict):
+        return {k: mean_tree([t.get(k) if isinstance(t, dict) else None for t in trees]) for k in first}
+    if _finite_number(first) and not isinstance(first, bool):
+        return float(np.mean(trees)) if all(_finite_number(t) for t in trees) else None
+    return first
+
+
+def mean_cells(per_seed: list[dict], missing: list[list]) -> tuple[dict, list]:
+    """Cells present in every seed, averaged (``mean_tree``); a cell missing in any seed is missing."""
+    seeds_missing = [(*m[:4], f"seed {i}: {m[4]}") for i, ms in enumerate(missing) for m in ms]
+    keys = [k for k in per_seed[0] if all(k in cells for cells in per_seed)]
+    return {k: mean_tree([cells[k] for cells in per_seed]) for k in keys}, seeds_missing
+
+
 @dataclass
 class Results:
     """Loaded evaluation cells keyed by (method, dataset, attack, ε), plus what is missing."""
     setting: Setting
     cells: dict = field(default_factory=dict)
     missing: list = field(default_factory=list)   # [(method, dataset, attack, eps, reason)]
+
+    @classmethod
+    def mean_over(cls, per_seed: list["Results"]) -> "Results":
+        """The mean over training seeds of each cell (one seed: that seed's results)."""
+        if len(per_seed) == 1:
+            return per_seed[0]
+        cells, missing = mean_cells([r.cells for r in per_seed], [r.missing for r in per_seed])
+        return cls(per_seed[0].setting, cells, missing)
 
     def get(self, method: str, dataset: str, attack: str, eps: int, metric: str) -> float | None:
         if metric not in CELL_METRICS:  # a metric the report reads must be one load_results checked

@@ -13,6 +13,7 @@ reproduced cells.  A missing cell reads "n/a".
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .reference import ATTACKS as PAPER_ATTACKS
 from .reference import PAPER_STEPS, lookup, paper_backbone, paper_method
 from .render import NA, NONE, Table, fmt, long_row, paired, to_csv, to_latex, to_markdown
 from .tables import method_name
-from .load import read_cell
+from .load import mean_cells, read_cell
 from .validate import check_multilabel_cell
 
 TABLES = {"cw": "table14_coco", "pgd": "table15_coco"}   # the paper's table of each attack
@@ -50,6 +51,12 @@ class MultiLabelResults:
 
     def conditions(self) -> list[tuple[str, int]]:
         return [("clean", 0)] + [(a, e) for a in self.attacks for e in self.eps]
+
+    @classmethod
+    def mean_over(cls, per_seed: list["MultiLabelResults"]) -> "MultiLabelResults":
+        """The mean over training seeds of each cell (``load.mean_cells``)."""
+        cells, missing = mean_cells([r.cells for r in per_seed], [r.missing for r in per_seed])
+        return dataclasses.replace(per_seed[0], cells=cells, missing=missing)
 
     def pct(self, method: str, dataset: str, attack: str, eps: int, metric: str) -> float | None:
         cell = self.cells.get((method, dataset, attack, 0 if attack == "clean" else eps))

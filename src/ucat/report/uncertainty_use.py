@@ -21,7 +21,7 @@ from .. import selective as S
 from ..calibration import scores as ts_scores
 from ..errors import UcatError
 from ..io import write_text
-from .load import Results, cell_name
+from .load import Results, cell_name, mean_cells
 from .reference import AVERAGE
 from .render import Table, fmt, long_row, to_csv, to_latex, to_markdown, with_interval
 from .tables import difference_tables, method_name
@@ -42,6 +42,20 @@ class Analysis:
     temperature: dict = field(default_factory=dict)  # m -> T (None if not fitted)
     calibration: dict = field(default_factory=dict)  # m -> the calibrate record
     problems: list = field(default_factory=list)     # why a cell, or its attack detection, is n/a
+
+    @classmethod
+    def mean_over(cls, per_seed: list["Analysis"], res: Results) -> "Analysis":
+        """The mean over training seeds of every score (on ``res``, the seeds' mean results); the
+        pooled arrays and calibration records, which figures draw, are the first seed's."""
+        if len(per_seed) == 1:
+            return per_seed[0]
+        first = per_seed[0]
+        cells, _ = mean_cells([an.cells for an in per_seed], [[] for _ in per_seed])
+        temps = [an.temperature for an in per_seed]
+        temperature = {m: (None if any(t.get(m) is None for t in temps) else float(np.mean([t[m] for t in temps])))
+                       for m in first.temperature}
+        problems = [f"seed {i}: {p}" for i, an in enumerate(per_seed) for p in an.problems]
+        return cls(res, cells, first.pooled, temperature, first.calibration, problems)
 
     def value(self, m, d, a, e, *keys):
         node = self.cells.get((m, d, a, e))
