@@ -35,7 +35,7 @@ def _axes_by_title(fig):
 
 
 def test_spans_decades_and_right_skewed():
-    assert F.spans_decades([[4e10, 5e10], [0.4, 0.6]]) and not F.spans_decades([[1.0, 3.0], [2.0, 50.0]])
+    assert F.spans_decades([[4e10, 5e10], [0.4, 0.6]]) and not F.spans_decades([[1.0, 3.0], [2.0, 20.0]])
     assert F.spans_decades([[0.0, 1e-9], [1e-3]])                 # zeros are left out, not a reason for linear
     assert not F.spans_decades([[-1.0, 1e-9, 1e3]])               # a negative value: linear
     rng = np.random.default_rng(0)
