@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+from scipy.stats import skew  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .intervals import LABELS, LOWER_IS_BETTER  # noqa: E402
@@ -120,8 +121,6 @@ def right_skewed(values) -> bool:
     """Whether a sample is all positive with a long right tail that a log scale makes symmetric
     (skewness above 2, below 1 in size after the log): EU at CLIP's temperature, 1e-10 to 3e-8
     around a median of 2e-9, whose linear histogram is one bar at 0 and a flat tail."""
-    from scipy.stats import skew
-
     v = np.concatenate([np.asarray(x, float).ravel() for x in values]) if len(values) else np.array([])
     v = v[np.isfinite(v)]
     if v.size < 3 or not (v > 0).all() or v.min() == v.max():
@@ -378,7 +377,7 @@ def training_figure(logs: dict, methods):
         if name == "lr":
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1e}"))
         ax.set(xlabel="Optimisation step", ylabel=ylabel)
-        ax.set_title(title, fontsize=9 if "\n" in title else None)
+        ax.set_title(title, **({"fontsize": 9} if "\n" in title else {}))   # the two-line title: a size smaller
         if log:
             log_axis(ax)
         ax.legend(loc="best", frameon=True, framealpha=0.85)
