@@ -8,7 +8,12 @@
 # counts come from src/ucat/workflow.py, which also renders dvc.yaml: the two engines run
 # the same stages.  `snakemake --report report.html` after a run: figures and tables, captioned.
 
+import sys
+
 from snakemake.utils import min_version, validate
+
+from ucat import config as ucat_config
+from ucat.errors import UcatError
 
 min_version("9.0")
 
@@ -16,7 +21,14 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The project's check first: a bad key or value is one line naming it (and where the values came
+# from), as from the ucat command.
+_sources = [*map(str, workflow.configfiles)] + (["--config"] if workflow.config_settings.config else [])
+try:
+    ucat_config.validate(config, source=" + ".join(_sources) or "config")
+except UcatError as exc:
+    sys.exit(f"error: {exc}")
+validate(config, "workflow/schemas/config.schema.yaml")  # Snakemake's own check, the second line of defence
 
 
 report: "workflow/report/workflow.rst"

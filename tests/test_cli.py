@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 
@@ -5,15 +6,43 @@ import pytest
 
 from ucat import cli
 
-COMMANDS = ["check", "data", "backbone", "finetune", "evaluate", "calibrate", "report", "dvc-yaml", "bench", "prompts"]
+
+def _subparsers(parser):
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+COMMANDS = list(_subparsers(cli.build_parser()))
+
+
+def test_the_command_list_is_complete():
+    assert {"check", "data", "backbone", "finetune", "evaluate", "calibrate", "report", "dvc-yaml", "bench",
+            "prompts", "cache"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_subcommand_explains_itself(command, capsys):
+    sub = _subparsers(cli.build_parser())[command]
+    assert len(sub.description or "") > 60            # what it does, not only its one-line summary in `ucat --help`
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
     assert exit_.value.code == 0
-    assert "--params" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert sub.description.split()[0] in out
+    assert "--params" in out or command == "cache"   # cache acts on the cache folder, not on a parameters file
+
+
+def test_help_imports_no_torch():
+    """`ucat --help` and every `ucat SUB --help` answer without importing torch (which takes seconds)."""
+    code = ("import contextlib, io, sys\n"
+            "from ucat import cli\n"
+            "for argv in [['--help']] + [[c, '--help'] for c in sys.argv[1:]]:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "        cli.main(argv)\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'open_clip', 'numpy'})\n"
+            "print(' '.join(heavy) or 'none')\n")
+    res = subprocess.run([sys.executable, "-c", code, *COMMANDS], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "none"
 
 
 def test_module_entry_point():

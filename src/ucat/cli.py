@@ -3,6 +3,9 @@
 Every subcommand reads its settings from ``params.yaml`` (``--params`` to use another
 file, ``--set key.sub=value`` to override one value) and exits with a one-line
 ``error: ...`` naming the bad key or file on bad input, having written nothing.
+
+Building the parser imports no torch (``--help`` answers at once): each command imports what
+it runs when it runs (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations
@@ -247,18 +250,21 @@ def cmd_cache(args) -> int:
 
 
 class _DataHelp(argparse._HelpAction):
-    """``ucat data --help`` lists the data set names; built on demand (it imports torchvision)."""
+    """``ucat data --help`` lists the data set names, from the parameters schema's list (checked equal
+    to the data registry by tests/test_registries.py): the registry itself imports torch."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .data import dataset_names
+        from .config import schema
 
-        parser.epilog = (f"Data sets: {', '.join(dataset_names())}. Sources, layouts, checksums and manual "
+        names = sorted(schema()["$defs"]["dataset"]["enum"], key=lambda n: (not n.startswith("demo_"), n))
+        parser.epilog = (f"Data sets: {', '.join(names)}. Sources, layouts, checksums and manual "
                          f"placement: docs/datasets.md.")
         super().__call__(parser, namespace, values, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import attacks, methods
+    from . import methods
+    from .attack_names import ATTACKS
 
     parser = argparse.ArgumentParser(
         prog="ucat", description="Calibrated zero-shot adversarial robustness of CLIP (UCAT): pipeline stages.",
@@ -267,11 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ucat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check", help="validate the parameters file and print the job matrix")
+    p = sub.add_parser("check", help="validate the parameters file and print the job matrix",
+                       description="Validates the parameters file (and --set overrides) against the schema and the "
+                                   "cross-key rules, and prints how many methods, data sets and evaluation jobs "
+                                   "they make. Writes nothing; a bad key is a one-line error naming it.")
     _common(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("data", help="generate (demo) or download and verify data sets into data.root",
+                       description="Renders the demo sets, or downloads and verifies a real set (checksums, counts, "
+                                   "class list) into data.root/NAME with a MANIFEST.json; with data.source: smoke, "
+                                   "a tiny replica in the real on-disk format. A prepared set is verified, not "
+                                   "redone. Sets that cannot be downloaded: the error says where to put the files.",
                        add_help=False)
     p.add_argument("-h", "--help", action=_DataHelp, help="show this help (with the data set names) and exit")
     p.add_argument("names", nargs="*", help="data sets (default: every set the parameters need)")
@@ -279,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("backbone", help="pretrain the demo CLIP, download open_clip weights or convert SLIP's "
-                                        "checkpoint, into a local file")
+                                        "checkpoint, into a local file",
+                       description="backbone.source demo: pretrains the tiny demo CLIP on the demo world (seeded); "
+                                   "open_clip: loads the entry's pretrained weights (or converts SLIP's own "
+                                   "checkpoint file, docs/backbones.md). Every later stage starts from this file.")
     p.add_argument("backbone_id", nargs="?", metavar="BACKBONE",
                    help="a backbone.models name, or demo (default: the first)")
     p.add_argument("--out", help=f"checkpoint to write (default: {paths.BACKBONE})")
@@ -287,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backbone)
 
     p = sub.add_parser("finetune", help="adversarially fine-tune the image tower with one method (clip: a copy)",
-                       description="Methods: " + "; ".join(f"{m.name}: {m.description}" for m in methods.METHODS.values()
+                       description="Fine-tunes the image tower from the backbone with one method's loss and "
+                                   "attack; resumes from its last checkpoint when interrupted. Methods: " + "; ".join(f"{m.name}: {m.description}" for m in methods.METHODS.values()
                                                            if m.finetuned))
     p.add_argument("method", help=f"one of {', '.join(methods.METHODS)} (clip copies the backbone)")
     p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
@@ -308,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(checkpoint bytes, data manifest, parameters, code: docs/api.md).")
     p.add_argument("--method", required=True, help=f"one of {', '.join(methods.METHODS)}")
     p.add_argument("--dataset", required=True, help="a data set name (see `ucat data --help`)")
-    p.add_argument("--attack", choices=attacks.ATTACKS, help="only this cell (default: every condition of the params)")
+    p.add_argument("--attack", choices=ATTACKS, help="only this cell (default: every condition of the params)")
     p.add_argument("--eps", type=int, default=0, help="with --attack: l-inf budget in units of 1/255 (ignored for clean)")
     p.add_argument("--backbone-id", help="which backbone.models entry (default: the first)")
     p.add_argument("--checkpoint", help="model to evaluate (default: the method's fine-tuned model, or the backbone for clip)")
@@ -338,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the parameters (the DVC twin of the Snakefile)")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the parameters (the DVC twin of the Snakefile)",
+                       description="Renders dvc.yaml from the stage definitions (src/ucat/workflow.py) as DVC matrix "
+                                   "stages over the lists in params.yaml, so it does not change with the parameter "
+                                   "values; run it after editing the stage definitions. --check only compares.")
     p.add_argument("--out", default="dvc.yaml")
     p.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
     _common(p)
@@ -362,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", type=float, metavar="DAYS", help="prune entries unused for this many days")
     p.set_defaults(func=cmd_cache)
 
-    p = sub.add_parser("bench", help="measure images/s, FLOP utilisation and memory of fine-tuning and PGD evaluation")
+    p = sub.add_parser("bench", help="measure images/s, FLOP utilisation and memory of fine-tuning and PGD evaluation",
+                       description="Times fine-tuning steps and PGD evaluation batches on this machine (median of "
+                                   "--repeats), counts the FLOPs per forward and prints images/s, the fraction of "
+                                   "the measured matmul peak and GPU memory; writes them to --out. With --baseline "
+                                   "official, the official code's loop structure beside the project's step "
+                                   "(docs/performance.md).")
     p.add_argument("--out", default="results/bench.json", help="JSON with the figures (default: %(default)s)")
     p.add_argument("--model", default="auto", help="auto: ViT-B-32 on GPU and the demo model on CPU; or demo, ViT-B-32")
     p.add_argument("--repeats", type=int, default=5)

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+from scipy.stats import skew  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .intervals import LABELS, LOWER_IS_BETTER  # noqa: E402
@@ -101,6 +102,38 @@ def _layout(fig, title: str, bottom: float = 0.0, right: float = 0.0) -> None:
     top = 0.12 + 0.2 * (title.count("\n") + 1)
     fig.tight_layout(rect=(0, bottom / h, 1 - right / w, 1 - top / h))
     fig.suptitle(title, y=1 - 0.06 / h, va="top", fontsize=10)
+
+
+HEAVY_DECADES = 1.5   # positive values spanning more powers of ten than this get a log axis
+
+
+def spans_decades(values, decades: float = HEAVY_DECADES) -> bool:
+    """Whether the finite values are all >= 0 and the positive ones span more than ``decades``
+    powers of ten: on a linear axis everything but the largest would then lie flat at 0 (UCAT's
+    unweighted Dirichlet KL near 1e11 beside PMG-AFT's KL near 1; an EU of 1e-9 beside one of 1e-3)."""
+    v = np.concatenate([np.asarray(x, float).ravel() for x in values]) if len(values) else np.array([])
+    v = v[np.isfinite(v)]
+    pos = v[v > 0]
+    return bool(pos.size) and not (v < 0).any() and np.log10(pos.max() / pos.min()) > decades
+
+
+def right_skewed(values) -> bool:
+    """Whether a sample is all positive with a long right tail that a log scale makes symmetric
+    (skewness above 2, below 1 in size after the log): EU at CLIP's temperature, 1e-10 to 3e-8
+    around a median of 2e-9, whose linear histogram is one bar at 0 and a flat tail."""
+    v = np.concatenate([np.asarray(x, float).ravel() for x in values]) if len(values) else np.array([])
+    v = v[np.isfinite(v)]
+    if v.size < 3 or not (v > 0).all() or v.min() == v.max():
+        return False
+    return bool(skew(v) > 2 and abs(skew(np.log(v))) < 1)
+
+
+def log_axis(ax, axis: str = "y") -> None:
+    """Log scale, zeros left out of the line rather than drawn at -inf; says so in the label."""
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log", nonpositive="mask")
+    label = ax.yaxis.label if axis == "y" else ax.xaxis.label
+    if label.get_text() and "log scale" not in label.get_text():
+        label.set_text(f"{label.get_text()} (log scale)")
 
 
 def _cond_label(res: Results, attack: str, eps: int) -> str:
@@ -204,6 +237,8 @@ def uncertainty_figure(res: Results):
             unit = UNITS.get((res.convention(), key))
             ax.set(xlabel=f"{s.label(a)} ε (×1/255)", ylabel=f"{label}, {unit}" if unit else label)
             ax.set_title(f"{SHORT[key]} under {s.label(a)}")
+            if spans_decades([line.get_ydata() for line in ax.get_lines()]):   # e.g. EU: 1e-9 beside 1e-3
+                log_axis(ax)
     handles, labels = axes[0][0].get_legend_handles_labels()
     _layout(fig, "Predictive uncertainty against attack strength (mean over data sets): "
             "a drop under attack means the attack suppresses uncertainty (left: on the errors alone)", bottom=0.35)
@@ -283,7 +318,9 @@ def accuracy_bars_figure(res: Results, eps: int):
 
 TRAIN_PANELS = (("loss", "Training loss", "Loss"),
                 ("adv_acc", "Adversarial accuracy on training batches", "Top-1 accuracy (%)"),
-                ("ce", "Cross-entropy term", "Loss"), ("align", "Alignment term", "Loss"),
+                ("ce", "Cross-entropy term", "Loss"),
+                ("align", "Alignment term (each method's own: UCAT's Dirichlet KL\nunweighted, PMG-AFT's KLs "
+                          "weighted, FARE's ‖φ(x_adv) − φ₀(x)‖²)", "Loss"),
                 ("lr", "Learning-rate schedule", "Learning rate"))
 
 
@@ -295,27 +332,54 @@ def _smooth(y: np.ndarray) -> np.ndarray:
     return np.convolve(pad, np.ones(k) / k, mode="valid")
 
 
+def _same_curves(curves: dict) -> list[list[str]]:
+    """Methods grouped by identical (steps, values): one learning-rate line for all that share it."""
+    groups: list[list[str]] = []
+    for m, (steps, vals) in curves.items():
+        for g in groups:
+            s0, v0 = curves[g[0]]
+            if np.array_equal(steps, s0) and np.array_equal(vals, v0):
+                g.append(m)
+                break
+        else:
+            groups.append([m])
+    return groups
+
+
 def training_figure(logs: dict, methods):
-    """``logs``: {method: {name: (steps, values)}}; methods without logs are not fine-tuned."""
+    """``logs``: {method: {name: (steps, values)}}; methods without logs are not fine-tuned.
+
+    A loss panel whose values span decades (UCAT's unweighted KL beside the others' terms) is drawn
+    on a log axis, with the moving average taken in log space there (a geometric mean: one spike does
+    not lift the whole window)."""
     panels = [p for p in TRAIN_PANELS if any(p[0] in lg for lg in logs.values())]
     if not panels:
         return None
     fig, axes = _grid(len(panels), 2, 4.8, 3.2)
     for ax, (name, title, ylabel) in zip(axes, panels):
-        for m in methods:
-            if name not in logs.get(m, {}):
-                continue
-            steps, vals = logs[m][name]
+        drawn = {m: logs[m][name] for m in methods if name in logs.get(m, {})}
+        log = name not in ("lr", "adv_acc") and spans_decades([v for _, v in drawn.values()])
+        groups = _same_curves(drawn) if name == "lr" else [[m] for m in drawn]   # one line per distinct schedule
+        for group in groups:
+            m, (steps, vals) = group[0], drawn[group[0]]
             if name == "adv_acc" and np.nanmax(vals) <= 1.0:
                 vals = 100 * vals
-            colour = method_colour(m, methods)
-            line = vals if name == "lr" else _smooth(vals)   # the schedule is exact: no smoothing
+            colour = method_colour(m, methods) if len(group) == 1 else "#333333"
+            if name == "lr":                                   # the schedule is exact: no smoothing
+                line = vals
+            elif log and (vals > 0).all():
+                line = np.exp(_smooth(np.log(vals)))
+            else:
+                line = _smooth(vals)
             if line is not vals:
                 ax.plot(steps, vals, c=colour, lw=0.8, alpha=0.25)
-            ax.plot(steps, line, c=colour, lw=1.6, label=method_name(m))
+            ax.plot(steps, line, c=colour, lw=1.6, label=", ".join(map(method_name, group)))
         if name == "lr":
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1e}"))
-        ax.set(xlabel="Optimisation step", ylabel=ylabel, title=title)
+        ax.set(xlabel="Optimisation step", ylabel=ylabel)
+        ax.set_title(title, **({"fontsize": 9} if "\n" in title else {}))   # the two-line title: a size smaller
+        if log:
+            log_axis(ax)
         ax.legend(loc="best", frameon=True, framealpha=0.85)
     _layout(fig, "Fine-tuning curves (faint: raw per step; solid: moving average)")
     return fig
@@ -324,25 +388,38 @@ def training_figure(logs: dict, methods):
 # --- per-sample uncertainty distributions -----------------------------------------------------
 
 def distribution_figure(res: Results, samples: dict, eps: int):
-    """``samples``: {(method, attack, eps): {array: pooled values}}; histograms clean vs attacked."""
+    """``samples``: {(method, attack, eps): {array: pooled values}}; histograms clean vs attacked.
+
+    The y axis is the fraction of a condition's images per bin.  A right-skewed quantity
+    (``right_skewed``: EU at CLIP's temperature) gets log-spaced bins on a log x axis, the same for
+    every method, so its bulk is not one bar at 0."""
     s = res.setting
     keys = (("confidence", "Confidence"), *UNC)
     methods = [m for m in s.methods if any((m, a, e) in samples for a, e in s.conditions(eps))]
     if not methods:
         return None
+    log_keys = {key for key, _ in keys
+                if right_skewed([samples[(m, a, e)][key] for m in methods for a, e in s.conditions(eps)
+                                 if key in samples.get((m, a, e), {})])}
     fig, axes = plt.subplots(len(methods), len(keys), figsize=(3.0 * len(keys), 2.3 * len(methods) + 0.5),
                              squeeze=False)
     for row, m in zip(axes, methods):
         for ax, (key, label) in zip(row, keys):
             series = [(a, e, samples[(m, a, e)][key]) for a, e in s.conditions(eps)
                       if key in samples.get((m, a, e), {})]
-            finite = np.concatenate([v[np.isfinite(v)] for *_, v in series]) if series else np.array([])
+            log = key in log_keys
+            keep = [(a, e, v[np.isfinite(v)]) for a, e, v in series]      # log: right_skewed found all > 0
+            finite = np.concatenate([v for *_, v in keep]) if keep else np.array([])
             if finite.size:
-                bins = np.linspace(finite.min(), finite.max() + 1e-9, 31)
-                for a, e, v in series:
-                    ax.hist(v[np.isfinite(v)], bins=bins, density=True, histtype="step", lw=1.5,
-                            color=COND_STYLE[a][0], label=_cond_label(res, a, e))
-            ax.set(xlabel=label, ylabel="Density")
+                lo, hi = finite.min(), finite.max()
+                bins = np.geomspace(lo, hi * (1 + 1e-9), 31) if log and hi > lo else np.linspace(lo, hi + 1e-9, 31)
+                for a, e, v in keep:
+                    if v.size:
+                        ax.hist(v, bins=bins, weights=np.full(v.size, 1 / v.size), histtype="step", lw=1.5,
+                                color=COND_STYLE[a][0], label=_cond_label(res, a, e))
+            ax.set(xlabel=label, ylabel="Fraction of images")
+            if log:
+                log_axis(ax, "x")
             ax.set_title(f"{method_name(m)}: {SHORT[key]}", color=method_colour(m, s.methods))
     handles, labels = axes[0][0].get_legend_handles_labels()
     _layout(fig, f"Per-sample distributions, clean vs adversarial (ε = {eps}/255), pooled over data sets",
