@@ -16,7 +16,7 @@ COMMANDS = list(_subparsers(cli.build_parser()))
 
 def test_the_command_list_is_complete():
     assert {"check", "data", "backbone", "finetune", "evaluate", "calibrate", "report", "dvc-yaml", "bench",
-            "prompts", "cache"} <= set(COMMANDS)
+            "prompts", "cache", "experiments"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -28,7 +28,7 @@ def test_every_subcommand_explains_itself(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert sub.description.split()[0] in out
-    assert "--params" in out or command == "cache"   # cache acts on the cache folder, not on a parameters file
+    assert "--params" in out or command in ("cache", "experiments")   # they read the cache folder, DVC's experiments
 
 
 def test_help_imports_no_torch():

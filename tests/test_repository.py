@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 IGNORED = ["report.html", "report.zip", "dvc_plots/index.html", "data/raw/demo_shapes/MANIFEST.json",
-           "models/demo/backbone.pt", "results/report/demo/figures/training_curves.png", "logs/report.log",
+           "models/demo/backbone.pt", "results/main/figures/demo/training_curves.png", "logs/report.log",
            "benchmarks/report.tsv", ".snakemake/log/x.log", ".ucat/params-0123456789abcdef.yaml",
            "pretrained/slip_base_25ep.pt"]
 VERSIONED = ["metrics/summary.json", "metrics/cells/demo/eval/ucat/demo_shapes/pgd_eps8.json",

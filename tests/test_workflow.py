@@ -287,6 +287,11 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
     git_dvc_init(repo)
     first = _ran_stages(run(["dvc", "repro"], repo, timeout=900).stdout)
     assert {"data", "backbone@backbone0", "finetune@backbone0-0-ucat", "report"} <= first
+    # the report's figures are DVC plots beside the training curves, and every plot loads
+    shown = run(["dvc", "plots", "show", "--json"], repo)
+    assert "failed to load" not in shown.stdout + shown.stderr
+    assert "results/main/figures/demo/accuracy_vs_ece.png" in shown.stdout
+    assert "train/ucat/plots/metrics/train/loss.tsv" in shown.stdout
     run("git add -A && git commit -qm 'first run'", repo)
     assert SUMMARY in run("git ls-files metrics", repo).stdout     # metrics are in git
     assert _ran_stages(run(["dvc", "repro"], repo).stdout) == set()
@@ -314,6 +319,10 @@ def test_dvc_compares_experiments_and_follows_list_changes(tmp_path):
     values = [((e.get("data") or {}).get("metrics") or {}).get(SUMMARY, {}).get("data")
               for e in exp_metrics]
     assert sum(v is not None for v in values) >= 3, shown[:3000]     # workspace, HEAD and the experiment
+    # the one-screen view: the experiment's changed parameter and UCAT's accuracy under PGD, no wider than a screen
+    screen = run(["ucat", "experiments", "--versus", "clip"], repo).stdout.splitlines()
+    assert "ucat pgd ε8" in screen[0] and max(map(len, screen)) < 160
+    assert any("ucat.tau_prime=0.2" in line and "n/a" not in line for line in screen[2:]), screen
 
     # a list experiment (on top of the applied one): no regeneration step; the evaluation jobs rerun,
     # but only the new eps cells are computed: clean and eps 8 come back from the cell cache, same bytes

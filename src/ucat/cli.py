@@ -223,6 +223,13 @@ def _check_params_unchanged() -> None:
                           f"the values read at its start and are not recorded as current: run it again")
 
 
+def cmd_experiments(args) -> int:
+    from . import experiments as X
+
+    print(X.render(X.table(X.experiments(X.dvc_show(args.dvc_args)), args.reference, args.versus)))
+    return 0
+
+
 def cmd_cache(args) -> int:
     from . import cache
 
@@ -350,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("report", help="tables, figures and metrics summaries from the evaluation metrics",
-                       description=f"Per backbone: {paths.TABLES}, {paths.FIGURES}, {paths.REPORT}, "
+                       description=f"Per backbone: {paths.TABLES}, {paths.REPORT}, PNG figures in {paths.FIGURES} "
+                                   f"(`dvc plots show` renders them), PDFs in {paths.RESULTS}/figures, "
                                    f"{paths.BACKBONE_SUMMARY}; all backbones: {paths.SUMMARY}.")
     _common(p)
     p.set_defaults(func=cmd_report)
@@ -381,6 +389,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", metavar="SIZE", help="prune down to this total, e.g. 20G or 500M")
     p.add_argument("--older-than", type=float, metavar="DAYS", help="prune entries unused for this many days")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("experiments", help="DVC experiments on one screen: changed parameters, accuracy, paired differences",
+                       description="Reads `dvc exp show --json` and prints one row per experiment and backbone: the "
+                                   "parameters that differ from the baseline, the reference method's accuracy per "
+                                   "condition and its paired accuracy difference to --versus under each attack with "
+                                   "the interval (metrics/<setting>/summary.json). Arguments after -- go to dvc exp "
+                                   "show, e.g. `ucat experiments -- -A` for every commit.")
+    p.add_argument("--reference", default="ucat", help="the method compared (default: %(default)s)")
+    p.add_argument("--versus", default="tecoa", help="the method it is compared with (default: %(default)s)")
+    p.add_argument("dvc_args", nargs="*", metavar="DVC_ARG", help="passed to dvc exp show (after --)")
+    p.set_defaults(func=cmd_experiments)
 
     p = sub.add_parser("bench", help="measure images/s, FLOP utilisation and memory of fine-tuning and PGD evaluation",
                        description="Times fine-tuning steps and PGD evaluation batches on this machine (median of "

@@ -67,6 +67,7 @@ class Stage:
     metrics: list[str] = field(default_factory=list)   # the headline: `dvc metrics diff` shows it (git-tracked)
     tracked: list[str] = field(default_factory=list)   # small JSON tracked by git, not DVC metrics (DVC cache: false)
     plots: list[str] = field(default_factory=list)     # per-step TSVs, tracked by git
+    images: list[str] = field(default_factory=list)    # folders of PNG figures: DVC plots (cached)
     threads: int = 1                                   # passed as --threads by both engines: same numbers
 
     def __post_init__(self):
@@ -149,7 +150,7 @@ CALIBRATE = Stage(
 # (report_inputs).  Neither folder contains a report output.
 REPORT = Stage(
     "report", "ucat report", deps=[paths.CELLS, paths.SAMPLES_ROOT], code=("ucat.report",),
-    params=REPORT_PARAMS, outs=[paths.REPORTS], metrics=[paths.SUMMARY], threads=1)
+    params=REPORT_PARAMS, outs=[paths.REPORTS], metrics=[paths.SUMMARY], images=[paths.FIGURES_ROOT], threads=1)
 
 
 # Snakemake lists a job's inputs in every job header: the 50-odd package files a stage runs
@@ -267,6 +268,8 @@ def _dvc_stage(s: Stage) -> dict:
         st["metrics"] = [{_dvc(m): {"cache": False}} for m in s.metrics]
     if s.plots:
         st["plots"] = [{_dvc(p): {"cache": False, "x": "step"}} for p in s.plots]
+    if s.images:
+        st.setdefault("plots", []).extend(_dvc(p) for p in s.images)
     return st
 
 

@@ -7,9 +7,16 @@ rule report:
         summary=report(pattern(wf.REPORT.metrics[0]), caption="../report/summary.rst", category="Headline"),
         reports=report(
             directory(pattern(wf.REPORT.outs[0])),
-            patterns=["{backbone}/figures/{name}.png", "{backbone}/tables/{table}.csv", "{backbone}/report.md"],
+            patterns=["{backbone}/tables/{table}.csv", "{backbone}/report.md"],
             caption="../report/report.rst",
             category="Report",
+            subcategory="{backbone}",
+        ),
+        figures=report(
+            directory(pattern(wf.REPORT.images[0])),
+            patterns=["{backbone}/{name}.png"],
+            caption="../report/report.rst",
+            category="Figures",
             subcategory="{backbone}",
         ),
     params:

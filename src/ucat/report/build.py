@@ -7,6 +7,7 @@ warning, never an exception and never a number.  All outputs are written atomica
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -86,8 +87,12 @@ def read_inputs(cfg: dict, metrics_dir="metrics", samples_dir="results/samples",
 
 def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples", out_dir="results",
                  summary_path="metrics/summary.json", *, backbone: str = "", figures: bool = True,
-                 inputs: Inputs | None = None, seed_samples_dirs: Sequence | None = None) -> dict:
+                 inputs: Inputs | None = None, seed_samples_dirs: Sequence | None = None,
+                 png_dir: str | Path | None = None) -> dict:
     """Write ``{out_dir}/tables``, ``{out_dir}/figures``, ``{out_dir}/report.md`` and ``summary_path``.
+
+    ``png_dir``: the PNG figures' folder when it is not ``{out_dir}/figures`` (the pipeline keeps them in a
+    folder of their own, which DVC renders as plots: a PDF or a table in it would fail ``dvc plots show``).
 
     ``backbone`` is the open_clip name of the model the cells were made with: the paper's
     numbers are paired only with the backbone they were published for.  Every input is
@@ -131,13 +136,14 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
             log.warning("report: intervals: %s", why)
 
     formats = tuple(cfg.get("report", {}).get("formats", ("png", "pdf")))
-    figure_paths = _figures(inputs, out / "figures", formats) if figures else []
-    use = U.build(inputs.use, res, cfg, out, formats, figures, iv)
+    fig_dir = {ext: Path(png_dir) if ext == "png" and png_dir is not None else out / "figures" for ext in formats}
+    figure_paths = _figures(inputs, fig_dir, formats) if figures else []
+    use = U.build(inputs.use, res, cfg, out, formats, figures, iv, fig_dir=fig_dir)
     table_paths += use["tables"]
     figure_paths += use["figures"]
     sections["uncertainty_use"] = use["markdown"]
     if inputs.multilabel is not None and inputs.multilabel.datasets:
-        ml = ML.build(inputs.multilabel, out, formats, figures)
+        ml = ML.build(inputs.multilabel, out, formats, figures, fig_dir=fig_dir)
         table_paths += ml["tables"]
         figure_paths += ml["figures"]
         sections["multilabel"] = ml["markdown"]
@@ -150,7 +156,7 @@ def build_report(cfg: dict, metrics_dir="metrics", samples_dir="results/samples"
             "summary_data": summary, "report": report, "missing": missing}
 
 
-def _figures(inputs: Inputs, fig_dir: Path, formats=("png", "pdf")) -> list[Path]:
+def _figures(inputs: Inputs, fig_dir, formats=("png", "pdf")) -> list[Path]:
     res, s = inputs.res, inputs.setting
     jobs = [(f"reliability_eps{e}", lambda e=e: F.reliability_figure(res, e)) for e in s.eps]
     jobs += [("uncertainty_vs_eps", lambda: F.uncertainty_figure(res)),
@@ -211,13 +217,17 @@ def _report_md(setting: Setting, sections: dict, missing: list, figure_paths, ou
         for p in pngs:
             caption = next((c for k, c in sorted(FIGURE_CAPTIONS.items(), key=lambda kc: -len(kc[0]))
                             if p.stem.startswith(k)), "")
-            pdf = p.with_suffix(".pdf")
-            link = f" ([PDF]({pdf.relative_to(out).as_posix()}))" if pdf in figure_paths else ""
-            lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})  ", f"`{p.stem}`: {caption}{link}", ""]
+            pdf = next((q for q in figure_paths if q.suffix == ".pdf" and q.stem == p.stem), None)
+            link = f" ([PDF]({_relative(pdf, out)}))" if pdf else ""
+            lines += [f"![{p.stem}]({_relative(p, out)})  ", f"`{p.stem}`: {caption}{link}", ""]
     if missing:
         lines += ["## Missing cells", ""]
         lines += [f"- {m} / {d} / {a} ε={e}: {reason}" for m, d, a, e, reason in missing]
     return "\n".join(lines) + "\n"
+
+
+def _relative(path: Path, out: Path) -> str:
+    return Path(os.path.relpath(path, out)).as_posix()
 
 
 def build_reports(params: dict) -> dict:
@@ -238,7 +248,8 @@ def build_reports(params: dict) -> dict:
     for b in paths.backbones(params):
         built = build_report(params, backbone=b, inputs=inputs[b], metrics_dir=roots(paths.METRICS, b)[0],
                              samples_dir=roots(paths.SAMPLES, b)[0], out_dir=paths.RESULTS.format(backbone=b, **where),
-                             summary_path=paths.BACKBONE_SUMMARY.format(backbone=b, **where))
+                             summary_path=paths.BACKBONE_SUMMARY.format(backbone=b, **where),
+                             png_dir=paths.FIGURES.format(backbone=b, **where))
         combined[b] = dvc_headline(built["summary_data"])
     write_json(paths.SUMMARY.format(**where), combined)
     return combined

@@ -7,6 +7,9 @@ colour/marker per attack condition, so figures read together.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -57,11 +60,16 @@ def method_colour(method: str, methods=()) -> str:
     return _SPARE[(unknown.index(method) if method in unknown else len(unknown)) % len(_SPARE)]
 
 
-def save(fig, stem, formats=("png", "pdf")) -> list:
-    """Write ``stem.<ext>`` for each format atomically; return the paths."""
+def folder_for(fig_dir, ext: str) -> Path:
+    """``fig_dir`` is one folder for every format, or a mapping format -> folder (the PNGs apart, for DVC)."""
+    return Path(fig_dir[ext] if isinstance(fig_dir, Mapping) else fig_dir)
+
+
+def save(fig, fig_dir, name: str, formats=("png", "pdf")) -> list:
+    """Write ``<folder>/name.<ext>`` for each format atomically; return the paths."""
     paths = []
     for ext in formats:
-        path = stem.with_suffix(f".{ext}")
+        path = folder_for(fig_dir, ext) / f"{name}.{ext}"
         with atomic_path(path) as tmp:
             # no creation date / version stamps: the same figure gives the same bytes
             meta = {"CreationDate": None, "Producer": None} if ext == "pdf" else {"Software": None} if ext == "png" else {}
@@ -72,7 +80,8 @@ def save(fig, stem, formats=("png", "pdf")) -> list:
 
 
 def render(jobs, fig_dir, formats=("png", "pdf")) -> list:
-    """Draw and save each ``(stem, make)`` under ``fig_dir``; a figure with nothing to draw is skipped."""
+    """Draw and save each ``(stem, make)`` under ``fig_dir`` (see ``folder_for``); a figure with nothing to
+    draw is skipped."""
     import logging
 
     paths = []
@@ -82,7 +91,7 @@ def render(jobs, fig_dir, formats=("png", "pdf")) -> list:
             if fig is None:
                 logging.getLogger(__name__).warning("report: nothing to draw for figure %s; skipped", stem)
                 continue
-            paths += save(fig, fig_dir / stem, formats)
+            paths += save(fig, fig_dir, stem, formats)
     return paths
 
 

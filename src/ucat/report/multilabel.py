@@ -197,7 +197,8 @@ def headlines(res: MultiLabelResults | None) -> list:
     return out
 
 
-def build(res: MultiLabelResults, out_dir: str | Path, formats=("png", "pdf"), figures: bool = True) -> dict:
+def build(res: MultiLabelResults, out_dir: str | Path, formats=("png", "pdf"), figures: bool = True,
+          fig_dir=None) -> dict:
     """Write ``tables/multilabel.{md,tex,csv}``, ``tables/multilabel_calibration.*`` and the F1@3 figure."""
     if not res.datasets:
         return {"tables": [], "figures": [], "markdown": ""}
@@ -216,5 +217,6 @@ def build(res: MultiLabelResults, out_dir: str | Path, formats=("png", "pdf"), f
             table_paths.append(path)
     if res.missing:
         md += f"{len(res.missing)} multi-label cell(s) missing ({NA}).\n"
-    figure_paths = F.render([("multilabel_f1_vs_eps", lambda: f1_figure(res))], out / "figures", formats) if figures else []
+    figure_paths = F.render([("multilabel_f1_vs_eps", lambda: f1_figure(res))],
+                            out / "figures" if fig_dir is None else fig_dir, formats) if figures else []
     return {"tables": table_paths, "figures": figure_paths, "markdown": md}

@@ -281,9 +281,10 @@ FIGURE_CAPTIONS = {
 
 
 def build(an: "Analysis", res: Results, cfg: dict, out: Path, formats=("png", "pdf"),
-          figures: bool = True, iv=None) -> dict:
+          figures: bool = True, iv=None, fig_dir=None) -> dict:
     """Write the tables and figures of ``an`` (``analyse``, read before anything is written);
-    return ``{"tables", "figures", "markdown", "headlines"}``.  ``iv``: the report's intervals."""
+    return ``{"tables", "figures", "markdown", "headlines"}``.  ``iv``: the report's intervals;
+    ``fig_dir``: where figures go (default ``out/figures``; see ``figures.folder_for``)."""
     tabs, rows = tables(an, iv)
     md = "".join(to_markdown(t) + "\n" for t in tabs)
     for why in an.problems:
@@ -315,6 +316,6 @@ def build(an: "Analysis", res: Results, cfg: dict, out: Path, formats=("png", "p
         p = out / "tables" / f"uncertainty_use.{ext}"
         write_text(p, text)
         paths.append(p)
-    figs = _figures(an, out / "figures", formats) if figures else []
+    figs = _figures(an, out / "figures" if fig_dir is None else fig_dir, formats) if figures else []
     return {"tables": paths, "figures": figs, "markdown": "\n".join(head) + "\n" + md,
             "headlines": headline_extractors(an), "analysis": an}
