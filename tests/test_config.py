@@ -192,3 +192,22 @@ def test_broken_override_is_one_line():
     with pytest.raises(ConfigError) as err:
         config.load(ROOT / "params.yaml", ["ucat.tau=[1"])
     assert str(err.value).startswith("--set ucat.tau: not valid YAML") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "config/paper.yaml", "config/paper-smoke.yaml",
+                                  "config/paper-fare.yaml", "config/paper-fare-smoke.yaml"])
+def test_dvc_exp_run_set_changes_one_line_of_the_shipped_files(name, tmp_path):
+    """`dvc exp run -S key=value` rewrites the file through DVC's YAML round trip: the shipped files are
+    in the form it writes, so one value changed is one line changed (not a reformatted file)."""
+    import difflib
+    import shutil
+
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / name, path)
+    with modify_yaml(path) as doc:
+        doc["ucat"]["tau_prime"] = 0.123
+    diff = [line for line in difflib.unified_diff((ROOT / name).read_text().splitlines(), path.read_text().splitlines(),
+                                                  lineterm="", n=0) if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert len(diff) == 2 and "0.123" in diff[1], diff
