@@ -4,8 +4,9 @@ import copy
 
 import pytest
 import torch
+import yaml
 
-from ucat import loader_bench
+from ucat import cli, config, loader_bench
 from ucat.data.transforms import transform_for
 from ucat.errors import ConfigError
 
@@ -39,3 +40,11 @@ def test_steps_beside_the_loader_say_whether_it_keeps_up():
     text = loader_bench.format_loader(loader, steps)
     assert "WAIT on the loader; 4 worker(s) needed" in text
     assert "keeps up" in loader_bench.format_loader(loader, {"slow step": 100.0})
+
+
+def test_cli_rejects_negative_loader_workers_before_measuring(params, tmp_path, capsys):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(config.file_form(params)))
+    out = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--params", str(params_file), "--loader", "--loader-workers", "-1", "--out", str(out)])
+    assert rc == 2 and "--loader-workers" in capsys.readouterr().err and not out.exists()

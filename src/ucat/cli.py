@@ -208,7 +208,10 @@ def cmd_prompts(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .errors import ConfigError
 
+    if getattr(args, "loader_workers", None) is not None and args.loader_workers < 0:
+        raise ConfigError(f"--loader-workers: must be at least 0, got {args.loader_workers}")
     return bench.main(args)
 
 
