@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --baseline official: those three only)")
     p.add_argument("--loader", action="store_true",
                    help="also measure the fine-tuning data loader's images/s (64-px JPEGs decoded and resized to the "
-                        "model's size) and print it beside each fine-tuning step's, with the workers needed to feed it")
+                        "model's size) and print it beside each fine-tuning step's, with the workers needed to feed it; "
+                        "not with --baseline")
     p.add_argument("--loader-workers", dest="loader_workers", type=int, default=None,
                    help="loader workers for --loader (default: data.num_workers)")
     p.add_argument("--baseline", choices=["official"], default=None,

@@ -5,9 +5,10 @@ loader the fine-tuning stage builds (``torch.utils.data.DataLoader`` over the se
 ``data.preprocess`` at the model's resolution, ``finetune.batch_size``, ``data.num_workers``
 workers) on JPEGs of TinyImageNet's size (64 x 64, quality 95, random content, held in memory:
 file reads are left out, so the figure is the CPU cost alone).  The images are synthetic so that
-the figure needs no download and no prepared data; their content does not change what a decode
-and a resize cost.  Per worker it is what one more worker adds, so ``workers_to_feed`` says how
-many keep up with a given step rate.
+the figure needs no download and no prepared data; random pixels are the costliest content for the
+JPEG decoder (an upper bound there), and the resize costs the same whatever the content.  A
+worker's capacity is the inverse of the CPU time per image, measured in this process so that it
+holds on a busy machine; ``workers_to_feed`` says how many keep up with a given step rate.
 """
 
 from __future__ import annotations
