@@ -776,6 +776,11 @@ def main(args: argparse.Namespace) -> int:
                            numerics_batch=getattr(args, "numerics_batch", None) or 64,
                            methods=parse_methods(getattr(args, "methods", None)), log=log)
     print(format_table(result))
+    if getattr(args, "loader", False):            # the data loader beside the step (ucat.loader_bench)
+        from . import loader_bench
+
+        result["loader"] = loader_bench.loader_rate(params, result["meta"]["image_size"], workers=args.loader_workers)
+        print(loader_bench.format_loader(result["loader"], loader_bench.step_rates(result)))
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

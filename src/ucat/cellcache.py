@@ -1,7 +1,8 @@
 """Evaluated cells under a content address: a re-run evaluation job recomputes only what changed.
 
 One evaluation job scores every condition (clean, each attack at each ε) of one (model, data set):
-the model, data and text features load once instead of once per cell.  The engines rerun a job
+the model, data and text features load once instead of once per cell, and the cells left to
+compute share one pass over the data.  The engines rerun a job
 when any of its cells' inputs change (a new ε, one attack's settings, an edited module) and
 delete its outputs first, so without this cache a new ε would re-attack every old one.  Each
 cell is keyed by :mod:`ucat.fingerprint` (the checkpoint's bytes, the data set's verified

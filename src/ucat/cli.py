@@ -208,7 +208,10 @@ def cmd_prompts(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .errors import ConfigError
 
+    if getattr(args, "loader_workers", None) is not None and args.loader_workers < 0:
+        raise ConfigError(f"--loader-workers: must be at least 0, got {args.loader_workers}")
     return bench.main(args)
 
 
@@ -419,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None,
                    help="comma-separated fine-tuning methods whose step is timed (default: ucat,tga_zsr,comp_tga; "
                         "with --baseline official: those three only)")
+    p.add_argument("--loader", action="store_true",
+                   help="also measure the fine-tuning data loader's images/s (64-px JPEGs decoded and resized to the "
+                        "model's size) and print it beside each fine-tuning step's, with the workers needed to feed it; "
+                        "not with --baseline")
+    p.add_argument("--loader-workers", dest="loader_workers", type=int, default=None,
+                   help="loader workers for --loader (default: data.num_workers)")
     p.add_argument("--baseline", choices=["official"], default=None,
                    help="official: time the official UCAT (and TGA-ZSR / Comp-TGA) loop's structure (fp16+GradScaler, prompts "
                         "re-encoded every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,36 +102,67 @@ class Evaluator:
 
         ``run_info``, if given, is filled with seconds, images/s, batch size, device and threads.
         """
-        check_cell(attack, eps, self.dataset)
-        if data.is_multilabel(self.dataset):   # multi-hot targets: attacks and metrics of their own
-            from .evaluate_multilabel import score
+        infos = None if run_info is None else {(attack, eps): run_info}
+        return self.score_all([(attack, eps)], infos)[attack, eps]
 
-            return score(self, attack, eps, run_info)
-        ev, model, device = self.params["evaluate"], self.model, self.device
+    def score_all(self, conditions: list[tuple[str, int]], run_info: dict | None = None) -> dict:
+        """Attack and score every ``(attack, eps)`` cell in one pass over the data: each batch is read
+        and decoded once and every cell runs on it.  Returns ``{(attack, eps): (summary, samples)}``.
+
+        Each cell draws its random starts from a generator of its own, seeded and advanced as if
+        the cell were scored alone, so a cell's bytes never depend on which cells run beside it.
+        ``run_info``, if given, maps a cell to a dict filled as :meth:`score`'s; its seconds are the
+        cell's own attacking and scoring (the shared data loading is in no cell's).
+        """
+        conditions = list(dict.fromkeys(conditions))
+        for attack, eps in conditions:
+            check_cell(attack, eps, self.dataset)
+        if data.is_multilabel(self.dataset):   # multi-hot targets: attacks and metrics of their own
+            from . import evaluate_multilabel as ml
+
+            prepare, chunk = partial(ml.prepare, self), partial(ml.chunk, self)
+        else:
+            prepare, chunk = self._prepare, self._chunk
         seed = self.params["run"]["seed"]
-        gen = torch.Generator(device=device).manual_seed(seed + 2)   # per cell: a cell's bytes never depend on the others
-        chunks: list[dict] = []
-        start = time.time()
-        desc = f"{self.method or 'model'}/{self.dataset}/{attack}"
+        gens = {c: torch.Generator(device=self.device).manual_seed(seed + 2) for c in conditions}
+        chunks: dict = {c: [] for c in conditions}
+        seconds = dict.fromkeys(conditions, 0.0)
+        names = ",".join(a if a == "clean" else f"{a}{e}" for a, e in conditions)
+        desc = f"{self.method or 'model'}/{self.dataset}/{names}"
         for x, y, ids in progress(self.loader, desc=desc, disable=not self.progress, unit="batch"):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if int(y.max()) >= model.num_classes:
-                raise ConfigError(f"{self.dataset}: label {int(y.max())} but only {model.num_classes} class names")
-            with models.autocast(self.amp, device):
-                adv = attacks.run_attack(attack, model, x, y, eps, ev, model.num_classes, gen, seed)
-                with torch.no_grad():
-                    logits = model(adv)
-            chunk = metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"])
-            chunks.append({"sample_id": ids.numpy().astype(np.int64), **chunk,
-                           "logits": logits.detach().float().cpu().numpy()})
-        samples = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-        summary = cell_summary(samples, self.cell(attack, eps), model.num_classes, ev)
-        if run_info is not None:
-            seconds = time.time() - start
-            run_info.update(batch_size=self.batch_size, seconds=round(seconds, 2),
-                            images_per_second=round(len(samples["label"]) / max(seconds, 1e-9), 1),
-                            device=str(device), threads=torch.get_num_threads(), torch=torch.__version__)
-        return summary, samples
+            x, y = prepare(x, y)
+            for c in conditions:
+                start = time.perf_counter()
+                chunks[c].append(chunk(c[0], c[1], gens[c], x, y, ids))
+                seconds[c] += time.perf_counter() - start
+        out = {}
+        for c in conditions:
+            batches = chunks.pop(c)
+            samples = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+            out[c] = cell_summary(samples, self.cell(*c), self.model.num_classes, self.params["evaluate"]), samples
+            if run_info is not None and c in run_info:
+                n = len(samples["sample_id"])
+                run_info[c].update(batch_size=self.batch_size, seconds=round(seconds[c], 2),
+                                   images_per_second=round(n / max(seconds[c], 1e-9), 1), device=str(self.device),
+                                   threads=torch.get_num_threads(), torch=torch.__version__)
+        return out
+
+    def _prepare(self, x, y):
+        """One batch on the device, its labels checked against the class names."""
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if int(y.max()) >= self.model.num_classes:
+            raise ConfigError(f"{self.dataset}: label {int(y.max())} but only {self.model.num_classes} class names")
+        return x, y
+
+    def _chunk(self, attack: str, eps: int, gen: torch.Generator, x, y, ids) -> dict:
+        """One batch of one cell: attack, then the per-sample arrays of the attacked images."""
+        ev, model, device = self.params["evaluate"], self.model, self.device
+        with models.autocast(self.amp, device):
+            adv = attacks.run_attack(attack, model, x, y, eps, ev, model.num_classes, gen, self.params["run"]["seed"])
+            with torch.no_grad():
+                logits = model(adv)
+        chunk = metrics.per_sample(logits, y, model.logit_scale, ev["uncertainty"], ev["tau_prime"])
+        return {"sample_id": ids.numpy().astype(np.int64), **chunk, "logits": logits.detach().float().cpu().numpy()}
 
 
 def cell_summary(samples: dict, cell: dict, num_classes: int, ev: dict) -> dict:
@@ -175,8 +207,9 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
                      out_paths, conditions: list[tuple[str, int]] | None = None, progress: bool = True,
                      use_cache: bool = True) -> dict:
     """Score every condition (default: ``paths.conditions(params)``) of one (model, data set) and write
-    each cell as soon as it is done; cells whose inputs were seen before are restored from
-    :mod:`ucat.cellcache` (verified) and the model is loaded only if some cell must be computed.
+    each cell; cells whose inputs were seen before are restored from :mod:`ucat.cellcache` (verified)
+    and the model is loaded only if some cell must be computed.  The cells left to compute run in
+    one pass over the data (:meth:`Evaluator.score_all`): each image is decoded once per job.
     The data set is verified against its manifest first, cached or not.
 
     ``out_paths(attack, eps)`` gives the cell's (json, npz) paths.  ``use_cache=False`` reads no
@@ -194,26 +227,29 @@ def evaluate_dataset(params: dict, checkpoint: str | Path, dataset: str, device:
     cells = {(a, e): {"method": method, "dataset": dataset, "attack": a, "eps": 0 if a == "clean" else e}
              for a, e in conditions}
     info: dict = {}
-    evaluator = None
+    missing: dict = {}                           # cell -> (its cache key and record), in condition order
     for attack, eps in conditions:
-        name = f"{attack}_eps{eps}"
         json_path, npz_path = out_paths(attack, eps)
         cell = cells[attack, eps]
         cell_key, record = cellcache.key(params=config.select(params, keys.evaluate_params(attack)), inputs=inputs,
                                          device=device, extra=cell)
         consistent = consistent_with_samples(cell, params["evaluate"])
         if use_cache and cellcache.restore(cell_key, json_path, npz_path, consistent):
-            info[name] = {"restored": True}
-            continue
-        if evaluator is None:
-            evaluator = Evaluator(params, checkpoint, dataset, device, method, progress, use_cache)
-        cell_info: dict = {}
-        summary, samples = evaluator.score(attack, eps, cell_info)
-        write_outputs(summary, samples, json_path, npz_path)
-        cellcache.store(cell_key, record, json_path, npz_path)
-        headline = {k: summary[k] for k in ("accuracy", "mAP", "F1@3") if k in summary}   # multi-label: no accuracy
-        info[name] = {"restored": False, **headline, **cell_info}
-    return info
+            info[f"{attack}_eps{eps}"] = {"restored": True}
+        else:
+            missing[attack, eps] = cell_key, record
+    if missing:
+        evaluator = Evaluator(params, checkpoint, dataset, device, method, progress, use_cache)
+        run_info: dict = {c: {} for c in missing}
+        scored = evaluator.score_all(list(missing), run_info)
+        for (attack, eps), (cell_key, record) in missing.items():
+            summary, samples = scored.pop((attack, eps))
+            json_path, npz_path = out_paths(attack, eps)
+            write_outputs(summary, samples, json_path, npz_path)
+            cellcache.store(cell_key, record, json_path, npz_path)
+            headline = {k: summary[k] for k in ("accuracy", "mAP", "F1@3") if k in summary}   # multi-label: no accuracy
+            info[f"{attack}_eps{eps}"] = {"restored": False, **headline, **run_info[attack, eps]}
+    return {f"{a}_eps{e}": info[f"{a}_eps{e}"] for a, e in conditions}
 
 
 def write_npz(path: str | Path, arrays: dict) -> None:
