@@ -1,0 +1,578 @@
+"""The cost plan (``ucat check --cost``): FLOPs of every job a parameters file asks for, and GPU-hours.
+
+Why: a run's cost should be known before it starts (which component dominates, what a change of
+ε or of the data sets adds), and the workflow starts the largest evaluation jobs first
+(:func:`evaluate_priority`), which shortens a run on several GPUs.
+
+FLOPs are counted analytically from the image tower's configuration, 2 per multiply-add of the
+matmuls, convolutions and attention products, exactly what :func:`ucat.bench.count_flops` counts
+(``tests/test_cost.py`` checks every pass against it); elementwise work is not counted.  The plan
+needs no torch for the counts; the data set sizes come from the data registry.
+
+- fine-tuning: each method's own step (:func:`method_step_flops`, following ``train.method_step``)
+  times the images it sees (epochs × the fine-tuning set, or ``max_steps_per_epoch`` batches);
+  model selection (``finetune.select``) adds its PGD per epoch;
+- evaluation: per (method, data set, attack, ε) cell, images × the attack's cost.  AutoAttack
+  (``attacks.autoattack``) runs APGD-CE only on the points still correct and APGD-DLR only on those
+  APGD-CE did not fool, as the official code does, so its cost depends on the accuracies: measured
+  ones where a previous run's metrics cells exist (clean cell; the PGD cell at that ε stands for
+  APGD-CE's survivors), else the assumed ones (:func:`default_accuracies`);
+- calibration: one clean forward of each model over the held-out images;
+- backbone pretraining: the demo's contrastive pretraining only (open_clip weights are downloaded).
+
+GPU-hours divide FLOPs by an achieved rate: fine-tuning (and pretraining) at the fine-tuning rate,
+every attack and forward at the PGD-evaluation rate; from a ``ucat bench --out`` JSON
+(:func:`rates_from_bench`) or the recorded H200 measurement (:data:`DEFAULT_RATES`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .errors import ConfigError
+
+# ----------------------------------------------------------------------------- architecture
+
+
+@dataclass(frozen=True)
+class Tower:
+    """What decides an open_clip ViT image tower's FLOPs."""
+
+    image_size: int
+    patch_size: int
+    width: int
+    layers: int
+    embed_dim: int            # output of the projection
+    mlp_width: int
+    proj_trainable: bool = True   # SLIP's projection stays frozen (slip.train_projection: false)
+
+    @property
+    def patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def tokens(self) -> int:
+        return self.patches + 1       # the class token
+
+
+@dataclass(frozen=True)
+class TextTower:
+    context_length: int
+    width: int
+    layers: int
+    embed_dim: int
+    mlp_width: int
+
+
+# SLIP's ViT-B/16 is timm's vit_base_patch16_224 (ucat.slip): open_clip's ViT-B-16 vision config
+SLIP_TOWERS = {"SLIP-ViT-B-16": "ViT-B-16"}
+
+
+def _open_clip_config(name: str) -> dict:
+    """open_clip's JSON model config, read from its package folder without importing it (no torch)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("cost plan: open_clip is not installed (its model configs give the architecture)")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "model_configs" / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise ConfigError(f"backbone.models: no open_clip model config {name!r} for the cost plan")
+
+
+def _tower_from_config(cfg: dict, proj_trainable: bool = True) -> Tower:
+    vision = cfg["vision_cfg"]
+    unsupported = sorted(k for k in ("timm_model_name", "attentional_pool", "attn_pooler_queries") if vision.get(k))
+    if unsupported or isinstance(vision["layers"], (list, tuple)):
+        raise ConfigError(f"cost plan: no FLOP formula for this image tower ({', '.join(unsupported) or 'ResNet'})")
+    width = vision["width"]
+    size = vision["image_size"]
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    return Tower(size, vision["patch_size"], width, vision["layers"], cfg["embed_dim"],
+                 int(width * vision.get("mlp_ratio", 4.0)), proj_trainable)
+
+
+def tower(params: dict, backbone: str) -> Tower:
+    """The image tower of a ``backbone.models`` entry (``demo``: the ``backbone.demo`` shape)."""
+    bb = params["backbone"]
+    if bb["source"] == "demo":
+        d = bb["demo"]
+        return Tower(d["image_size"], d["patch_size"], d["vision_width"], d["vision_layers"], d["embed_dim"],
+                     4 * d["vision_width"])
+    if backbone in SLIP_TOWERS:
+        return _tower_from_config(_open_clip_config(SLIP_TOWERS[backbone]), bb["slip"]["train_projection"])
+    if backbone.startswith("SLIP-"):
+        raise ConfigError(f"backbone.models: no cost formula for {backbone!r}; known SLIP towers: "
+                          f"{', '.join(SLIP_TOWERS)}")
+    return _tower_from_config(_open_clip_config(backbone))
+
+
+def demo_text_tower(params: dict) -> TextTower:
+    d = params["backbone"]["demo"]
+    return TextTower(d["context_length"], d["text_width"], d["text_layers"], d["embed_dim"], 4 * d["text_width"])
+
+
+# ----------------------------------------------------------------------------- FLOPs of one image
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Forward FLOPs of one image, by kind of operation (their backward costs differ)."""
+
+    patch: int       # the patch-embedding convolution
+    linear: int      # every block's QKV, output and MLP matmuls
+    attention: int   # every block's QK^T and AV products
+    attention_back: int   # their backward as the counter has it: scores recomputed, then 4 products (2.5x)
+    proj: int        # the projection of the class token
+    head: int        # cosine logits against the class text features
+
+    @classmethod
+    def of(cls, t: Tower, classes: int) -> "Parts":
+        n, w = t.tokens, t.width
+        return cls(patch=2 * t.patches * 3 * t.patch_size ** 2 * w,
+                   linear=t.layers * 2 * n * (4 * w * w + 2 * w * t.mlp_width),
+                   attention=t.layers * 4 * n * n * w,
+                   attention_back=t.layers * 10 * n * n * w,
+                   proj=2 * w * t.embed_dim,
+                   head=2 * t.embed_dim * classes)
+
+
+def forward(t: Tower, classes: int, head: bool = True) -> int:
+    p = Parts.of(t, classes)
+    return p.patch + p.linear + p.attention + p.proj + (p.head if head else 0)
+
+
+def attack_step(t: Tower, classes: int, head: bool = True) -> int:
+    """Forward + backward to the input only (weights frozen): every matmul once more, attention 2.5 times."""
+    p = Parts.of(t, classes)
+    return forward(t, classes, head) + p.patch + p.linear + p.attention_back + p.proj + (p.head if head else 0)
+
+
+def train_pass(t: Tower, classes: int, head: bool = True) -> int:
+    """Forward + backward with weight gradients, input not differentiated: the patch convolution's
+    weight gradient only, the blocks' input and weight gradients, the head's input gradient only
+    (the class features are a fixed buffer)."""
+    p = Parts.of(t, classes)
+    back = p.patch + 2 * p.linear + p.attention_back + (2 if t.proj_trainable else 1) * p.proj
+    return forward(t, classes, head) + back + (p.head if head else 0)
+
+
+def _tga_extra(t: Tower, maps: int, trained: bool) -> int:
+    """TGA's token projection (``patches @ proj``) and ``maps`` text-attention products per image;
+    with backward when ``trained`` (projection: input and weight gradients; products: the tokens' only)."""
+    proj = 2 * t.patches * t.width * t.embed_dim
+    dots = maps * 2 * t.patches * t.embed_dim
+    if not trained:
+        return proj + dots
+    return proj * (3 if t.proj_trainable else 2) + 2 * dots
+
+
+def method_step_flops(method: str, params: dict, t: Tower, classes: int) -> int:
+    """FLOPs per image of one fine-tuning step of ``method``, pass for pass as ``train.method_step``."""
+    from .methods import get
+
+    if not get(method).finetuned:
+        return 0
+    if method == "fare":                        # embedding space: no head, except the logged adversarial logits
+        fare = params["fare"]
+        return (forward(t, classes, head=False) + fare["steps"] * attack_step(t, classes, head=False)
+                + train_pass(t, classes, head=False) + Parts.of(t, classes).head)
+    atk = params["pmg_aft"]["attack"] if method == "pmg_aft" and params["pmg_aft"].get("attack") \
+        else params["finetune"]["attack"]
+    attack = atk["steps"] * attack_step(t, classes)
+    if method in ("tga_zsr", "comp_tga"):       # one trained pass over [x_adv, x], logits of x_adv; reference on x
+        maps = 2 if method == "comp_tga" else 1
+        head = Parts.of(t, classes).head
+        trained = 2 * (train_pass(t, classes, head=False) + _tga_extra(t, maps, True)) + 2 * head
+        return attack + trained + forward(t, classes, head=False) + _tga_extra(t, maps, False)
+    if method == "tecoa":
+        return attack + train_pass(t, classes)
+    if method == "pmg_aft":                     # trained pass over [x_adv, x], reference on x_adv
+        return attack + 2 * train_pass(t, classes) + forward(t, classes)
+    return attack + train_pass(t, classes) + forward(t, classes)   # UCAT and the ablations: reference on x
+
+
+def pretrain_step_flops(params: dict) -> int:
+    """FLOPs per image of the demo CLIP's contrastive pretraining step (``backbone.pretrain_demo``):
+    both towers trained, and the batch's image-text similarity matrix (forward and both gradients)."""
+    t, x = tower(params, "demo"), demo_text_tower(params)
+    image = train_pass(t, 0, head=False)
+    n, w = x.context_length, x.width
+    linear = x.layers * 2 * n * (4 * w * w + 2 * w * x.mlp_width) + 2 * w * x.embed_dim
+    text = 3 * linear + x.layers * (4 + 10) * n * n * w           # attention: forward, backward 2.5x
+    batch = params["backbone"]["demo"]["batch_size"]
+    return image + text + 3 * 2 * batch * t.embed_dim
+
+
+# ----------------------------------------------------------------------------- attacks
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    clean: float     # fraction correct on clean images: AutoAttack's APGD-CE attacks these
+    robust: float    # fraction APGD-CE leaves correct (PGD's accuracy stands for it): APGD-DLR attacks these
+    source: str
+
+
+def attack_flops(attack: str, eps: int, ev: dict, t: Tower, classes: int, acc: Accuracy,
+                 multilabel: bool = False) -> float:
+    """FLOPs per image of one evaluation cell: the attack, then the scoring forward."""
+    fwd, step = forward(t, classes), attack_step(t, classes)
+    if attack == "clean":
+        return fwd
+    if attack in ("pgd", "cw"):
+        return ev[attack]["steps"] * step + fwd
+    if multilabel:
+        raise ConfigError(f"attack {attack!r} is not defined for multi-label data sets")
+    if attack == "autoattack":
+        # attacks.autoattack: a forward finds the correct points; per loss, APGD's own clean forward, its
+        # n_iter + 1 gradient steps, and a forward to see which it fooled, on the points still correct
+        apgd = 2 * fwd + (ev["autoattack"]["steps"] + 1) * step
+        attacked = acc.clean + (acc.robust if classes >= 3 else 0.0)
+        return fwd + attacked * apgd + fwd
+    if attack in ("caa", "a3"):
+        # early-stopped PGD (attacks_extra): a sample wrong from the start takes one step, one still
+        # correct at the end every step, and one fooled on the way is counted at half the steps
+        cfg = ev[attack]
+        steps = cfg["steps"]
+        per_start = (1 - acc.clean) + acc.robust * steps + max(acc.clean - acc.robust, 0) * (steps + 1) / 2
+        restarts = cfg.get("restarts", 1)
+        extra = (restarts + 1) * fwd if restarts > 1 else 0
+        return restarts * per_start * step + extra + fwd
+    raise ConfigError(f"attack: unknown value {attack!r}")
+
+
+# ----------------------------------------------------------------------------- sizes and accuracies
+
+
+def _manifest_count(params: dict, name: str, split: str) -> int | None:
+    """The count a prepared set's manifest records (a smoke replica's own size), if it is prepared."""
+    path = Path(paths.data_dir(params, name)) / "MANIFEST.json"
+    try:
+        return int(json.loads(path.read_text())["num_samples"][split])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def eval_images(params: dict, name: str) -> int:
+    """Images of a data set's evaluation split the evaluation attacks (``data.subsample`` applied)."""
+    from . import data
+
+    if data.is_demo(name):
+        n = len(data.classnames(name)) * params["data"]["demo_eval_per_class"]
+    else:
+        spec = data._real().REGISTRY[name].spec
+        n = _manifest_count(params, name, spec.eval_split) or spec.num_eval_samples
+    sub = params["data"]["subsample"]
+    return min(n, sub) if sub else n
+
+
+def finetune_images(params: dict) -> int:
+    """Images of the fine-tuning set (its train split)."""
+    from . import data
+
+    name = params["data"]["finetune"]
+    if data.is_demo(name):
+        return len(data.classnames(name)) * params["data"]["demo_train_per_class"]
+    counts = data._real().REGISTRY[name].extra_counts
+    if "train" not in counts:
+        raise ConfigError(f"data.finetune: no published train size for {name!r}")
+    return _manifest_count(params, name, "train") or counts["train"]
+
+
+def num_classes(name: str) -> int:
+    from . import data
+
+    return len(data.classnames(name))
+
+
+def default_accuracies() -> Accuracy:
+    """The mean over the paper's Table 16 methods of their published 16-set averages: clean, and
+    PGD-100 at ε 1/255 (read from the shipped reference table, ``ucat.report.reference``)."""
+    from .report import reference
+
+    rows = [c for c in reference.load_table("table16_main") if c.dataset == reference.AVERAGE
+            and c.metric == "top1_acc"]
+    clean = [c.value for c in rows if c.attack == "clean"]
+    pgd = [c.value for c in rows if c.attack == "pgd100" and c.eps == 1]
+    return Accuracy(sum(clean) / len(clean) / 100, sum(pgd) / len(pgd) / 100,
+                    f"assumed: the mean of Table 16's {len(clean)} methods' published averages")
+
+
+def measured_accuracy(params: dict, backbone: str, seed: int, method: str, dataset: str, eps: int,
+                      assumed: Accuracy) -> Accuracy:
+    """A previous run's accuracies of this (method, data set) where its metrics cells exist."""
+    def read(attack, e):
+        path = paths.EVAL_JSON.format(backbone=backbone, setting=paths.setting(params), seed=seed, method=method,
+                                      dataset=dataset, attack=attack, eps=e)
+        try:
+            value = json.loads(Path(path).read_text()).get("accuracy")
+        except (OSError, ValueError):
+            return None
+        return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
+
+    clean, robust = read("clean", 0), read("pgd", eps)
+    if clean is None and robust is None:
+        return assumed
+    return Accuracy(assumed.clean if clean is None else clean,
+                    assumed.robust if robust is None else min(robust, assumed.clean if clean is None else clean),
+                    "measured")
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Item:
+    """One component of the plan: FLOPs in total, at a rate kind (``finetune`` or ``eval``)."""
+
+    stage: str            # pretraining, fine-tuning, selection, evaluation, calibration
+    name: str             # the method, or the attack and ε
+    images: int
+    flops: float
+    rate: str
+    backbone: str = ""
+    seed: int = 0
+    method: str = ""
+    dataset: str = ""
+    accuracy: str = ""
+
+
+@dataclass
+class Plan:
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(i.flops for i in self.items)
+
+    def job_flops(self) -> dict[tuple, float]:
+        """FLOPs per evaluation job ``(backbone, seed, method, dataset)``: its cells together."""
+        jobs: dict[tuple, float] = {}
+        for i in self.items:
+            if i.stage == "evaluation":
+                key = (i.backbone, i.seed, i.method, i.dataset)
+                jobs[key] = jobs.get(key, 0.0) + i.flops
+        return jobs
+
+
+def plan(params: dict, assumed: Accuracy | None = None, measured: bool = True) -> Plan:
+    """Every component of the run ``params`` describes (each backbone, seed, method, data set, cell)."""
+    from . import methods
+
+    assumed = assumed or default_accuracies()
+    ev, ft = params["evaluate"], params["finetune"]
+    out = Plan()
+    train_n = None
+    for backbone in paths.backbones(params):
+        t = tower(params, backbone)
+        if params["backbone"]["source"] == "demo":
+            d = params["backbone"]["demo"]
+            n = d["steps"] * d["batch_size"]
+            out.items.append(Item("pretraining", "demo CLIP", n, n * pretrain_step_flops(params), "finetune", backbone))
+        for seed in paths.seeds(params):
+            for method in params["methods"]:
+                if methods.get(method).finetuned:
+                    train_n = finetune_images(params) if train_n is None else train_n
+                    per_epoch = train_n if not ft["max_steps_per_epoch"] else \
+                        min(train_n, ft["max_steps_per_epoch"] * ft["batch_size"])
+                    n = per_epoch * ft["epochs"]
+                    classes = num_classes(params["data"]["finetune"])
+                    out.items.append(Item("fine-tuning", method, n, n * method_step_flops(method, params, t, classes),
+                                          "finetune", backbone, seed, method))
+                    out.items += _selection(params, t, backbone, seed, method)
+                heldout = params["data"]["heldout"]
+                out.items.append(Item("calibration", method, heldout,
+                                      heldout * forward(t, num_classes(params["data"]["finetune"])),
+                                      "eval", backbone, seed, method))
+                for dataset in params["data"]["datasets"]:
+                    n, classes = eval_images(params, dataset), num_classes(dataset)
+                    multilabel = dataset in paths.MULTILABEL_SETS
+                    for attack, eps in paths.conditions(params, dataset):
+                        acc = assumed
+                        if attack in ("autoattack", "caa", "a3") and measured:
+                            acc = measured_accuracy(params, backbone, seed, method, dataset, eps, assumed)
+                        per = attack_flops(attack, eps, ev, t, classes, acc, multilabel)
+                        out.items.append(Item("evaluation", attack if attack == "clean" else f"{attack} eps {eps}",
+                                              n, n * per, "eval", backbone, seed, method, dataset,
+                                              acc.source if attack in ("autoattack", "caa", "a3") else ""))
+    return out
+
+
+def _selection(params: dict, t: Tower, backbone: str, seed: int, method: str) -> list[Item]:
+    """``finetune.select``: a PGD (``select_attack``) after every epoch on the held-out split or the test sets."""
+    ft = params["finetune"]
+    if ft.get("select", "final") == "final":
+        return []
+    atk, cap = ft["select_attack"], ft["select_subsample"]
+    if ft["select"] == "best":
+        sets = [(params["data"]["heldout"] if cap is None else min(cap, params["data"]["heldout"]),
+                 num_classes(params["data"]["finetune"]))]
+    else:
+        sets = [(eval_images(params, d) if cap is None else min(cap, eval_images(params, d)), num_classes(d))
+                for d in params["data"]["datasets"]]
+    n = sum(k for k, _ in sets) * ft["epochs"]
+    flops = ft["epochs"] * sum(k * (atk["steps"] * attack_step(t, c) + forward(t, c)) for k, c in sets)
+    return [Item("selection", method, n, flops, "eval", backbone, seed, method)]
+
+
+# ----------------------------------------------------------------------------- rates
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Achieved TFLOP/s for fine-tuning and for evaluation attacks, and where they come from."""
+
+    finetune: float
+    eval: float
+    source: str
+
+
+# The rates measured on one NVIDIA H200 (tools/gpu_variants.py; docs/performance.md, "Which change lifts
+# utilisation"): torch.compile'd image tower, bf16 autocast, batch 256, random-weight ViT-B-32-quickgelu with
+# TinyImageNet's 200 classes: the UCAT fine-tuning step at 3,378.8 images/s, PGD-20 evaluation at 659.9 images/s.
+# Converted to TFLOP/s with this module's count of those workloads.
+DEFAULT_MEASUREMENT = {"device": "NVIDIA H200", "model": "ViT-B-32-quickgelu", "classes": 200, "batch": 256,
+                       "finetune_images_per_s": 3378.8, "pgd_steps": 20, "pgd_images_per_s": 659.9,
+                       "where": "docs/performance.md, 'Which change lifts utilisation' (tools/gpu_variants.py)"}
+
+
+def default_rates() -> Rates:
+    m = DEFAULT_MEASUREMENT
+    t = _tower_from_config(_open_clip_config(m["model"]))
+    params = {"finetune": {"attack": {"eps": 1, "steps": 2, "step_size": 1}}}   # the paper's training attack
+    ft = m["finetune_images_per_s"] * method_step_flops("ucat", params, t, m["classes"]) / 1e12
+    pgd = m["pgd_images_per_s"] * (m["pgd_steps"] * attack_step(t, m["classes"]) + forward(t, m["classes"])) / 1e12
+    return Rates(ft, pgd, f"default: measured on one {m['device']}, compiled, bf16, batch {m['batch']}, {m['model']}: "
+                          f"UCAT fine-tuning {m['finetune_images_per_s']:,} images/s, PGD-{m['pgd_steps']} "
+                          f"{m['pgd_images_per_s']:,} images/s ({m['where']})")
+
+
+def rates_from_bench(result: dict, params: dict, source: str = "") -> Rates:
+    """The fine-tuning and PGD rows of a ``ucat bench --out`` JSON: compiled rows when the run compiles
+    (``run.compile`` true, or auto on the bench's CUDA device) and the bench has them; the fine-tuning
+    row of UCAT (else the first method) at ``finetune.batch_size`` when measured there."""
+    runs = result.get("runs") if isinstance(result, dict) else None
+    if not isinstance(runs, list) or not runs:
+        raise ConfigError(f"--rates {source}: not a `ucat bench --out` result (no 'runs')")
+    meta = result.get("meta", {})
+    compile_ = params["run"]["compile"]
+    want = compile_ is True or (compile_ == "auto" and meta.get("device") == "cuda")
+
+    def pick(rows, batch=None):
+        rows = [r for r in rows if isinstance(r.get("achieved_tflops"), (int, float)) and r["achieved_tflops"] > 0]
+        same = [r for r in rows if bool(r.get("compiled")) == want] or rows
+        exact = [r for r in same if r.get("batch") == batch]
+        return (exact or same or [None])[0]
+
+    ft_rows = [r for r in runs if r.get("workload") == "finetune"]
+    ft = pick([r for r in ft_rows if r.get("method") == "ucat"] or ft_rows, params["finetune"]["batch_size"])
+    pgd = pick([r for r in runs if r.get("workload") == "pgd_eval"])
+    if ft is None or pgd is None:
+        raise ConfigError(f"--rates {source}: needs a fine-tuning and a PGD row with achieved TFLOP/s "
+                          f"(a `ucat bench` result, not `--baseline official`)")
+    where = f"{meta.get('device_name', meta.get('device', '?'))}, {meta.get('arch', meta.get('model', '?'))}"
+    return Rates(ft["achieved_tflops"], pgd["achieved_tflops"],
+                 f"{source}: measured on {where}; fine-tuning {'compiled' if ft.get('compiled') else 'eager'} "
+                 f"b{ft.get('batch')} {ft['images_per_s']:.4g} images/s, PGD-{meta.get('pgd_eval', {}).get('steps', '?')} "
+                 f"{'compiled' if pgd.get('compiled') else 'eager'} b{pgd.get('batch')} {pgd['images_per_s']:.4g} images/s")
+
+
+def load_rates(path: str | None, params: dict) -> Rates:
+    if path is None:
+        return default_rates()
+    try:
+        result = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--rates {path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError:
+        raise ConfigError(f"--rates {path}: not JSON (expected a `ucat bench --out` result)") from None
+    return rates_from_bench(result, params, str(path))
+
+
+def hours(item_or_flops, rate_kind: str, rates: Rates) -> float:
+    flops = item_or_flops.flops if isinstance(item_or_flops, Item) else item_or_flops
+    return flops / (getattr(rates, rate_kind) * 1e12) / 3600
+
+
+# ----------------------------------------------------------------------------- scheduling
+
+
+def evaluate_priority(params: dict, backbone: str, seed, method: str, dataset: str,
+                      _cache: dict = {}) -> int:   # noqa: B006 (one plan per parameter set and process)
+    """Snakemake ``priority`` of an evaluation job: 100·log10 of its FLOPs, so larger jobs start first."""
+    key = json.dumps(params, sort_keys=True, default=str)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = plan(params).job_flops()
+    flops = _cache[key].get((backbone, int(seed), method, dataset), 0.0)
+    return int(round(100 * math.log10(flops))) if flops >= 1 else 0
+
+
+# ----------------------------------------------------------------------------- printing
+
+
+def _group_key(i: Item) -> tuple[str, str]:
+    """Fine-tuning and selection per method, evaluation per attack and ε; calibration in one row."""
+    return (i.stage, "" if i.stage == "calibration" else i.name)
+
+
+def _pflop(flops: float) -> str:
+    x = flops / 1e15
+    return f"{x:,.1f}" if x >= 10 else f"{x:.3g}"
+
+
+def summary_rows(p: Plan, rates: Rates) -> list[tuple[str, int, float, float, float]]:
+    """(component, images, FLOPs, share, GPU-hours) per stage and method or attack × ε, in plan order."""
+    groups: dict[tuple[str, str], list[Item]] = {}
+    for i in p.items:
+        groups.setdefault(_group_key(i), []).append(i)
+    total = p.total or 1.0
+    order = ("pretraining", "fine-tuning", "selection", "calibration", "evaluation")
+    rows = []
+    for stage in order:
+        for (s, name), items in groups.items():
+            if s != stage:
+                continue
+            flops = sum(i.flops for i in items)
+            rows.append((f"{stage} {name}".strip(), sum(i.images for i in items), flops, flops / total,
+                         sum(hours(i, i.rate, rates) for i in items)))
+    return rows
+
+
+def format_plan(p: Plan, rates: Rates, params_file: str, assumed: Accuracy, per_cell: bool = False) -> str:
+    rows = summary_rows(p, rates)
+    width = max([len(r[0]) for r in rows] + [len("total"), 28])
+    head = f"{'component':<{width}}  {'images':>13}  {'PFLOP':>12}  {'share':>6}  {'GPU-h':>8}"
+    lines = [f"cost plan for {params_file}", head, "-" * len(head)]
+    for name, n, flops, share, h in rows:
+        lines.append(f"{name:<{width}}  {n:>13,}  {_pflop(flops):>12}  {100 * share:>5.1f}%  {h:>8.3g}")
+    lines.append("-" * len(head))
+    total_h = sum(r[4] for r in rows)
+    lines.append(f"{'total':<{width}}  {'':>13}  {_pflop(p.total):>12}  {100.0:>5.1f}%  {total_h:>8.3g}")
+    by_stage: dict[str, float] = {}
+    for i in p.items:
+        stage = i.name.split(" eps ")[0] if i.stage == "evaluation" else i.stage
+        by_stage[stage] = by_stage.get(stage, 0.0) + i.flops
+    lines.append("shares: " + ", ".join(f"{k} {100 * v / (p.total or 1):.1f} %"
+                                        for k, v in sorted(by_stage.items(), key=lambda kv: -kv[1])))
+    lines.append(f"rates: fine-tuning {rates.finetune:.4g} TFLOP/s, evaluation {rates.eval:.4g} TFLOP/s ({rates.source})")
+    aa = [i for i in p.items if i.accuracy]
+    if aa:
+        measured = sum(1 for i in aa if i.accuracy == "measured")
+        lines.append(f"AutoAttack/CAA/A³ accuracies: {measured} of {len(aa)} cells measured (previous run's metrics); "
+                     f"else clean {assumed.clean:.3f}, PGD {assumed.robust:.3f} ({assumed.source})")
+    lines.append("counted: matmuls, convolutions and attention (2 FLOPs per multiply-add); not counted: elementwise "
+                 "work, the text tower's class features, data loading")
+    if per_cell:
+        lines += ["", f"{'backbone/seed/method/data set':<48}  {'cell':<18}  {'images':>9}  {'PFLOP':>10}  {'GPU-h':>7}"]
+        for i in p.items:
+            if i.stage == "evaluation":
+                lines.append(f"{f'{i.backbone}/seed{i.seed}/{i.method}/{i.dataset}':<48}  {i.name:<18}  {i.images:>9,}  "
+                             f"{_pflop(i.flops):>10}  {hours(i, i.rate, rates):>7.3g}")
+    return "\n".join(lines)
