@@ -503,15 +503,41 @@ def hours(item_or_flops, rate_kind: str, rates: Rates) -> float:
 # ----------------------------------------------------------------------------- scheduling
 
 
-def evaluate_priority(params: dict, backbone: str, seed, method: str, dataset: str,
-                      _cache: dict = {}) -> int:   # noqa: B006 (one plan per parameter set and process)
-    """Snakemake ``priority`` of an evaluation job: 100·log10 of its FLOPs, so larger jobs start first."""
+_PRIORITIES: dict[str, tuple[dict, dict]] = {}
+
+
+def _job_costs(params: dict) -> tuple[dict, dict]:
+    """FLOPs per evaluation job, and per fine-tuning job with everything downstream of it (its
+    evaluation jobs and calibration): one plan per parameter set and process."""
     key = json.dumps(params, sort_keys=True, default=str)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = plan(params).job_flops()
-    flops = _cache[key].get((backbone, int(seed), method, dataset), 0.0)
+    if key not in _PRIORITIES:
+        p = plan(params)
+        evaluation = p.job_flops()
+        finetune: dict[tuple, float] = {}
+        for i in p.items:
+            if i.stage in ("fine-tuning", "selection", "calibration", "evaluation"):
+                k = (i.backbone, i.seed, i.method)
+                finetune[k] = finetune.get(k, 0.0) + i.flops
+        _PRIORITIES.clear()
+        _PRIORITIES[key] = (evaluation, finetune)
+    return _PRIORITIES[key]
+
+
+def priority(flops: float) -> int:
+    """A Snakemake priority from a job's FLOPs: 100·log10, so a larger job starts first."""
     return int(round(100 * math.log10(flops))) if flops >= 1 else 0
+
+
+def evaluate_priority(params: dict, backbone: str, seed, method: str, dataset: str) -> int:
+    """Priority of an evaluation job (Snakemake ``priority:``): the largest start first, which keeps
+    several GPUs busy to the end instead of leaving one big job last."""
+    return priority(_job_costs(params)[0].get((backbone, int(seed), method, dataset), 0.0))
+
+
+def finetune_priority(params: dict, backbone: str, seed, method: str) -> int:
+    """Priority of a fine-tuning job: its own cost and all that waits on it, so it outranks each of its
+    evaluation jobs and starts as soon as it can."""
+    return priority(_job_costs(params)[1].get((backbone, int(seed), method), 0.0))
 
 
 # ----------------------------------------------------------------------------- printing
