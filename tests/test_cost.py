@@ -149,6 +149,11 @@ def test_paper_plan_components_and_priorities():
     ranked = sorted(jobs, key=jobs.get)
     assert [prio[k] for k in ranked] == sorted(prio.values())   # larger job, higher (or equal) priority
     assert prio[("ViT-B-32-quickgelu", 0, "ucat", "sun397")] > prio[("ViT-B-32-quickgelu", 0, "ucat", "dtd")]
+    # the order matters on several GPUs: the largest job last leaves the others idle
+    assert cost.speedup([1, 1, 1, 3], 2, largest_first=False) == 6 / 4
+    assert cost.speedup([1, 1, 1, 3], 2) == 6 / 3
+    sizes = list(jobs.values())
+    assert cost.speedup(sizes, 8) > cost.speedup(sizes, 8, largest_first=False)
 
 
 def test_rates_from_a_bench_result(params):

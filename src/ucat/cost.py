@@ -439,7 +439,7 @@ class Rates:
 # Converted to TFLOP/s with this module's count of those workloads.
 DEFAULT_MEASUREMENT = {"device": "NVIDIA H200", "model": "ViT-B-32-quickgelu", "classes": 200, "batch": 256,
                        "finetune_images_per_s": 3378.8, "pgd_steps": 20, "pgd_images_per_s": 659.9,
-                       "where": "docs/performance.md, 'Which change lifts utilisation' (tools/gpu_variants.py)"}
+                       "where": "tools/gpu_variants.py; docs/performance.md, 'Which change lifts utilisation'"}
 
 
 def default_rates() -> Rates:
@@ -540,12 +540,27 @@ def finetune_priority(params: dict, backbone: str, seed, method: str) -> int:
     return priority(_job_costs(params)[1].get((backbone, int(seed), method), 0.0))
 
 
+def speedup(durations: list[float], gpus: int, largest_first: bool = True) -> float:
+    """Total work over the makespan when each job, in the given order (or largest first), goes to
+    the first free GPU: how much the priorities gain on several GPUs."""
+    import heapq
+
+    free = [0.0] * gpus
+    for d in (sorted(durations, reverse=True) if largest_first else durations):
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return sum(durations) / max(free) if durations else 1.0
+
+
 # ----------------------------------------------------------------------------- printing
 
 
 def _group_key(i: Item) -> tuple[str, str]:
     """Fine-tuning and selection per method, evaluation per attack and ε; calibration in one row."""
     return (i.stage, "" if i.stage == "calibration" else i.name)
+
+
+def _hours(h: float) -> str:
+    return f"{h:,.2f}" if h >= 0.01 else f"{h:.2g}"
 
 
 def _pflop(flops: float) -> str:
@@ -577,10 +592,10 @@ def format_plan(p: Plan, rates: Rates, params_file: str, assumed: Accuracy, per_
     head = f"{'component':<{width}}  {'images':>13}  {'PFLOP':>12}  {'share':>6}  {'GPU-h':>8}"
     lines = [f"cost plan for {params_file}", head, "-" * len(head)]
     for name, n, flops, share, h in rows:
-        lines.append(f"{name:<{width}}  {n:>13,}  {_pflop(flops):>12}  {100 * share:>5.1f}%  {h:>8.3g}")
+        lines.append(f"{name:<{width}}  {n:>13,}  {_pflop(flops):>12}  {100 * share:>5.1f}%  {_hours(h):>8}")
     lines.append("-" * len(head))
     total_h = sum(r[4] for r in rows)
-    lines.append(f"{'total':<{width}}  {'':>13}  {_pflop(p.total):>12}  {100.0:>5.1f}%  {total_h:>8.3g}")
+    lines.append(f"{'total':<{width}}  {'':>13}  {_pflop(p.total):>12}  {100.0:>5.1f}%  {_hours(total_h):>8}")
     by_stage: dict[str, float] = {}
     for i in p.items:
         stage = i.name.split(" eps ")[0] if i.stage == "evaluation" else i.stage
@@ -600,5 +615,5 @@ def format_plan(p: Plan, rates: Rates, params_file: str, assumed: Accuracy, per_
         for i in p.items:
             if i.stage == "evaluation":
                 lines.append(f"{f'{i.backbone}/seed{i.seed}/{i.method}/{i.dataset}':<48}  {i.name:<18}  {i.images:>9,}  "
-                             f"{_pflop(i.flops):>10}  {hours(i, i.rate, rates):>7.3g}")
+                             f"{_pflop(i.flops):>10}  {_hours(hours(i, i.rate, rates)):>7}")
     return "\n".join(lines)
