@@ -260,13 +260,15 @@ def _manifest_count(params: dict, name: str, split: str) -> int | None:
 
 
 def eval_images(params: dict, name: str) -> int:
-    """Images of a data set's evaluation split the evaluation attacks (``data.subsample`` applied)."""
+    """Images of a data set's evaluation split that each cell attacks (``data.subsample`` applied)."""
     from . import data
 
     if data.is_demo(name):
         n = len(data.classnames(name)) * params["data"]["demo_eval_per_class"]
     else:
-        spec = data._real().REGISTRY[name].spec
+        from .data.real import REGISTRY
+
+        spec = REGISTRY[name].spec
         n = _manifest_count(params, name, spec.eval_split) or spec.num_eval_samples
     sub = params["data"]["subsample"]
     return min(n, sub) if sub else n
@@ -279,7 +281,9 @@ def finetune_images(params: dict) -> int:
     name = params["data"]["finetune"]
     if data.is_demo(name):
         return len(data.classnames(name)) * params["data"]["demo_train_per_class"]
-    counts = data._real().REGISTRY[name].extra_counts
+    from .data.real import REGISTRY
+
+    counts = REGISTRY[name].extra_counts
     if "train" not in counts:
         raise ConfigError(f"data.finetune: no published train size for {name!r}")
     return _manifest_count(params, name, "train") or counts["train"]
