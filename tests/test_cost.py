@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ucat import attacks, bench, config, cost, models, paths
+from ucat import attacks, bench, config, cost, flops, models, paths
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("tecoa", "ucat", "pmg_aft", "fare", "tga_zsr", "comp_tga")   # every distinct step structure
@@ -32,13 +32,13 @@ def test_every_pass_equals_torchs_count(tiny):
     """Forward, attack step and each method's whole fine-tuning step, counted by torch's FLOP counter."""
     p, net = tiny
     counted = bench.model_flops(net, p, p["finetune"]["attack"], 3, torch.device("cpu"), methods=METHODS)
-    t, c = cost.tower(p, "demo"), net.num_classes
-    assert counted["forward"] == cost.forward(t, c)
-    assert counted["attack_step"] == cost.attack_step(t, c)
+    t, c = flops.tower(p, "demo"), net.num_classes
+    assert counted["forward"] == flops.forward(t, c)
+    assert counted["attack_step"] == flops.attack_step(t, c)
     for method in METHODS:
-        assert counted[bench.step_key(method)] == cost.method_step_flops(method, p, t, c), method
+        assert counted[bench.step_key(method)] == flops.method_step_flops(method, p, t, c), method
     # the steps differ as their structure says: PMG-AFT's own 3-step attack and double pass cost more than UCAT's
-    assert cost.method_step_flops("pmg_aft", p, t, c) > cost.method_step_flops("ucat", p, t, c)
+    assert flops.method_step_flops("pmg_aft", p, t, c) > flops.method_step_flops("ucat", p, t, c)
 
 
 def test_pretraining_step_equals_torchs_count(tiny):
@@ -56,7 +56,7 @@ def test_pretraining_step_equals_torchs_count(tiny):
                                 [str(i % 5) for i in range(b)])
         loss.backward()
 
-    assert bench.count_flops(step) == b * cost.pretrain_step_flops(p)
+    assert bench.count_flops(step) == b * flops.pretrain_step_flops(p)
 
 
 @pytest.mark.slow
@@ -69,7 +69,7 @@ def test_vit_b32_forward_from_open_clips_config():
         with torch.no_grad():
             net(x)
 
-    assert bench.count_flops(fwd) == cost.forward(cost.tower(config.load(ROOT / "config" / "paper.yaml"),
+    assert bench.count_flops(fwd) == flops.forward(flops.tower(config.load(ROOT / "config" / "paper.yaml"),
                                                              "ViT-B-32-quickgelu"), 200)
 
 
@@ -84,22 +84,22 @@ def test_autoattack_counts_only_the_points_still_correct(tiny):
         pred = net(x).argmax(-1)
     y = torch.where(torch.arange(n) < n // 2, pred, (pred + 1) % net.num_classes)
     counted = bench.count_flops(lambda: attacks.autoattack(net, x, y, 0, steps, net.num_classes))
-    t, c = cost.tower(p, "demo"), net.num_classes
+    t, c = flops.tower(p, "demo"), net.num_classes
     ev = {"autoattack": {"steps": steps}}
-    half = cost.attack_flops("autoattack", 1, ev, t, c, cost.Accuracy(0.5, 0.5, "test"))
-    assert counted == n * (half - cost.forward(t, c))
+    half = flops.attack_flops("autoattack", 1, ev, t, c, flops.Accuracy(0.5, 0.5, "test"))
+    assert counted == n * (half - flops.forward(t, c))
     # fewer points correct: cheaper; 2 classes: no APGD-DLR, so the robust share does not count
-    none_robust = cost.attack_flops("autoattack", 1, ev, t, c, cost.Accuracy(0.5, 0.0, "test"))
+    none_robust = flops.attack_flops("autoattack", 1, ev, t, c, flops.Accuracy(0.5, 0.0, "test"))
     assert none_robust < half
-    assert cost.attack_flops("autoattack", 1, ev, t, 2, cost.Accuracy(0.5, 0.5, "t")) == \
-        cost.attack_flops("autoattack", 1, ev, t, 2, cost.Accuracy(0.5, 0.0, "t"))
+    assert flops.attack_flops("autoattack", 1, ev, t, 2, flops.Accuracy(0.5, 0.5, "t")) == \
+        flops.attack_flops("autoattack", 1, ev, t, 2, flops.Accuracy(0.5, 0.0, "t"))
 
 
 def test_measured_cells_replace_the_assumed_accuracies(params, tmp_path, monkeypatch):
     p = copy.deepcopy(params)
     p["methods"], p["data"]["datasets"], p["evaluate"]["attacks"] = ["ucat"], ["demo_shapes"], ["pgd", "autoattack"]
     monkeypatch.chdir(tmp_path)
-    assumed = cost.Accuracy(0.6, 0.3, "assumed")
+    assumed = flops.Accuracy(0.6, 0.3, "assumed")
     aa = [i for i in cost.plan(p, assumed).items if i.name.startswith("autoattack")]
     assert [i.accuracy for i in aa] == ["assumed"]
     eps = p["evaluate"]["eps"][0]
@@ -110,9 +110,9 @@ def test_measured_cells_replace_the_assumed_accuracies(params, tmp_path, monkeyp
         cell.write_text(json.dumps({"accuracy": acc}))
     measured = [i for i in cost.plan(p, assumed).items if i.name.startswith("autoattack")]
     assert [i.accuracy for i in measured] == ["measured"]
-    t, n = cost.tower(p, "demo"), cost.eval_images(p, "demo_shapes")
+    t, n = flops.tower(p, "demo"), cost.eval_images(p, "demo_shapes")
     classes = cost.num_classes("demo_shapes")
-    expected = n * cost.attack_flops("autoattack", eps, p["evaluate"], t, classes, cost.Accuracy(0.25, 0.05, "m"))
+    expected = n * flops.attack_flops("autoattack", eps, p["evaluate"], t, classes, flops.Accuracy(0.25, 0.05, "m"))
     assert measured[0].flops == expected < aa[0].flops
 
 
