@@ -429,7 +429,8 @@ def test_the_largest_evaluations_run_first(tmp_path):
     evaluations start largest first (priorities from the cost plan)."""
     params = config.load(ROOT / "config" / "paper.yaml", ["methods=[clip, ucat]", "data.datasets=[dtd, cifar10, sun397]"])
     repo = copy_repo(tmp_path / "repo", params)
-    out = run(["snakemake", "--cores", "1", "--touch", "-F"], repo, env={"UCAT_GPUS": "3"}).stdout
+    res = run(["snakemake", "--cores", "1", "--touch", "-F"], repo, env={"UCAT_GPUS": "3"})
+    out = res.stdout + res.stderr
     evaluations = [j for j in _executed_jobs(out) if j["rule"] == "evaluate"]
     order = [j["wildcards"]["dataset"] for j in evaluations if j["wildcards"]["method"] == "ucat"]
     assert order == ["sun397", "cifar10", "dtd"], order
