@@ -148,6 +148,8 @@ def test_paper_plan_components_and_priorities():
     ranked = sorted(jobs, key=jobs.get)
     assert [prio[k] for k in ranked] == sorted(prio.values())   # larger job, higher (or equal) priority
     assert prio[("ViT-B-32-quickgelu", 0, "ucat", "sun397")] > prio[("ViT-B-32-quickgelu", 0, "ucat", "dtd")]
+    text = cost.format_plan(plan, cost.default_rates(), "config/paper.yaml", cost.default_accuracies(), per_cell=True)
+    assert sum(1 for line in text.splitlines() if "/seed0/" in line) == len(paths.eval_cells(p))
     # the order matters on several GPUs: the largest job last leaves the others idle
     assert cost.speedup([1, 1, 1, 3], 2, largest_first=False) == 6 / 4
     assert cost.speedup([1, 1, 1, 3], 2) == 6 / 3

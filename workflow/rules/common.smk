@@ -2,12 +2,14 @@
 import hashlib
 import os
 import re
+import sys
 
 import yaml
 
 from ucat import config as ucat_config
 from ucat import cost, data, gpus, methods, paths
 from ucat import workflow as wf
+from ucat.errors import UcatError
 
 PARAMS = ucat_config.validate(config, source="config")
 ROOT = PARAMS["data"]["root"].rstrip("/")
@@ -57,7 +59,10 @@ def command(stage):
 # GPU jobs ask for gpu=1 on a CUDA machine (0 on CPU), and a local run allows as many at once as there
 # are visible devices (ucat.gpus: each job then locks its own); --resources gpu=N (or a profile's) wins.
 # A cluster executor (--jobs sets nodes) gets no limit here: each job has its own allocation.
-GPUS = gpus.visible_count(PARAMS["run"]["device"])
+try:
+    GPUS = gpus.visible_count(PARAMS["run"]["device"])
+except UcatError as exc:  # a bad UCAT_GPUS: one line, as for a bad parameter
+    sys.exit(f"error: {exc}")
 GPU = 1 if GPUS else 0
 if "gpu" not in workflow.global_resources and workflow.nodes is None:
     workflow.global_resources["gpu"] = GPUS
