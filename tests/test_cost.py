@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ucat import attacks, bench, config, cost, flops, models, paths
+from ucat.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("tecoa", "ucat", "pmg_aft", "fare", "tga_zsr", "comp_tga")   # every distinct step structure
@@ -150,6 +151,10 @@ def test_paper_plan_components_and_priorities():
     assert prio[("ViT-B-32-quickgelu", 0, "ucat", "sun397")] > prio[("ViT-B-32-quickgelu", 0, "ucat", "dtd")]
     text = cost.format_plan(plan, cost.default_rates(), "config/paper.yaml", cost.default_accuracies(), per_cell=True)
     assert sum(1 for line in text.splitlines() if "/seed0/" in line) == len(paths.eval_cells(p))
+    resnet = config.load(ROOT / "config" / "paper.yaml", ["backbone.models=[{name: RN50, pretrained: openai}]"])
+    with pytest.raises(ConfigError, match="no FLOP formula"):
+        cost.plan(resnet)
+    assert cost.evaluate_priority(resnet, "RN50", 0, "ucat", "dtd") == 0   # the workflow still runs, unordered
     # the order matters on several GPUs: the largest job last leaves the others idle
     assert cost.speedup([1, 1, 1, 3], 2, largest_first=False) == 6 / 4
     assert cost.speedup([1, 1, 1, 3], 2) == 6 / 3

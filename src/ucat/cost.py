@@ -303,7 +303,10 @@ def _job_costs(params: dict) -> tuple[dict, dict]:
     evaluation jobs and calibration): one plan per parameter set and process."""
     key = json.dumps(params, sort_keys=True, default=str)
     if key not in _PRIORITIES:
-        p = plan(params)
+        try:
+            p = plan(params)
+        except ConfigError:     # no FLOP formula for this tower (e.g. a ResNet): no priorities, the run goes on
+            p = Plan()
         evaluation = p.job_flops()
         finetune: dict[tuple, float] = {}
         for i in p.items:
