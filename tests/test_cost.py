@@ -87,13 +87,13 @@ def test_autoattack_counts_only_the_points_still_correct(tiny):
     counted = bench.count_flops(lambda: attacks.autoattack(net, x, y, 0, steps, net.num_classes))
     t, c = flops.tower(p, "demo"), net.num_classes
     ev = {"autoattack": {"steps": steps}}
-    half = flops.attack_flops("autoattack", 1, ev, t, c, flops.Accuracy(0.5, 0.5, "test"))
+    half = flops.attack_flops("autoattack", ev, t, c, flops.Accuracy(0.5, 0.5, "test"))
     assert counted == n * (half - flops.forward(t, c))
     # fewer points correct: cheaper; 2 classes: no APGD-DLR, so the robust share does not count
-    none_robust = flops.attack_flops("autoattack", 1, ev, t, c, flops.Accuracy(0.5, 0.0, "test"))
+    none_robust = flops.attack_flops("autoattack", ev, t, c, flops.Accuracy(0.5, 0.0, "test"))
     assert none_robust < half
-    assert flops.attack_flops("autoattack", 1, ev, t, 2, flops.Accuracy(0.5, 0.5, "t")) == \
-        flops.attack_flops("autoattack", 1, ev, t, 2, flops.Accuracy(0.5, 0.0, "t"))
+    assert flops.attack_flops("autoattack", ev, t, 2, flops.Accuracy(0.5, 0.5, "t")) == \
+        flops.attack_flops("autoattack", ev, t, 2, flops.Accuracy(0.5, 0.0, "t"))
 
 
 def test_measured_cells_replace_the_assumed_accuracies(params, tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_measured_cells_replace_the_assumed_accuracies(params, tmp_path, monkeyp
     assert [i.accuracy for i in measured] == ["measured"]
     t, n = flops.tower(p, "demo"), cost.eval_images(p, "demo_shapes")
     classes = cost.num_classes("demo_shapes")
-    expected = n * flops.attack_flops("autoattack", eps, p["evaluate"], t, classes, flops.Accuracy(0.25, 0.05, "m"))
+    expected = n * flops.attack_flops("autoattack", p["evaluate"], t, classes, flops.Accuracy(0.25, 0.05, "m"))
     assert measured[0].flops == expected < aa[0].flops
 
 

@@ -189,7 +189,7 @@ def plan(params: dict, assumed: Accuracy | None = None, measured: bool = True) -
                         acc = assumed
                         if attack in ("autoattack", "caa", "a3") and measured:
                             acc = measured_accuracy(params, backbone, seed, method, dataset, eps, assumed)
-                        per = attack_flops(attack, eps, ev, t, classes, acc, multilabel)
+                        per = attack_flops(attack, ev, t, classes, acc, multilabel)
                         out.items.append(Item("evaluation", attack if attack == "clean" else f"{attack} eps {eps}",
                                               n, n * per, "eval", backbone, seed, method, dataset,
                                               acc.source if attack in ("autoattack", "caa", "a3") else ""))

@@ -204,9 +204,9 @@ class Accuracy:
     source: str
 
 
-def attack_flops(attack: str, eps: int, ev: dict, t: Tower, classes: int, acc: Accuracy,
-                 multilabel: bool = False) -> float:
-    """FLOPs per image of one evaluation cell: the attack, then the scoring forward."""
+def attack_flops(attack: str, ev: dict, t: Tower, classes: int, acc: Accuracy, multilabel: bool = False) -> float:
+    """FLOPs per image of one evaluation cell: the attack (settings from the ``evaluate`` section ``ev``;
+    ε changes no count, only ``acc``), then the scoring forward."""
     fwd, step = forward(t, classes), attack_step(t, classes)
     if attack == "clean":
         return fwd
