@@ -95,3 +95,17 @@ def test_multi_gpu_assign_takes_a_free_device(monkeypatch, tmp_path):
     held_by_other[1].close()
     gpus._held[1].close()
     monkeypatch.setattr(gpus, "_held", None)
+
+
+def test_visible_count_reads_the_override_and_the_device_setting(monkeypatch):
+    from ucat.errors import ConfigError
+
+    monkeypatch.setenv("UCAT_GPUS", "4")
+    assert gpus.visible_count("auto") == gpus.visible_count("cpu") == 4    # the override decides
+    monkeypatch.setenv("UCAT_GPUS", "two")
+    with pytest.raises(ConfigError, match="UCAT_GPUS"):
+        gpus.visible_count()
+    monkeypatch.delenv("UCAT_GPUS")
+    assert gpus.visible_count("cpu") == 0
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert gpus.visible_count("auto") == n and gpus.visible_count("cuda:0") == min(n, 1)

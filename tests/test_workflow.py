@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ucat import config, paths, workflow
@@ -381,5 +382,72 @@ def test_slurm_profile_plans_gpu_jobs_per_data_set():
     blocks = out.split("\nrule ")
     finetune = [b for b in blocks if b.startswith("finetune:")]
     evaluate = [b for b in blocks if b.startswith("evaluate:")]
-    assert len(finetune) == 10 and len(evaluate) == 160
-    assert all("gpu=1" in b and "slurm_partition=gpu" in b for b in finetune + evaluate)
+    calibrate = [b for b in blocks if b.startswith("calibrate:")]
+    assert len(finetune) == 10 and len(evaluate) == 160 and len(calibrate) == 10
+    assert all("gpu=1" in b and "slurm_partition=gpu" in b for b in finetune + evaluate + calibrate)
+    # the largest jobs first: each evaluation job's priority follows the cost plan's FLOPs, and a
+    # fine-tuning job outranks every evaluation waiting on it
+    from ucat import cost
+
+    flops = cost.plan(config.load(ROOT / "config" / "paper.yaml"), measured=False).job_flops()
+
+    def job(block):
+        w = dict(kv.split("=", 1) for kv in re.search(r"wildcards: (.*)", block).group(1).split(", "))
+        return (w["backbone"], int(w["seed"]), w["method"], w.get("dataset")), int(re.search(r"priority: (\d+)", block).group(1))
+
+    ranked = sorted((job(b) for b in evaluate), key=lambda kp: flops[kp[0]])
+    assert [p for _, p in ranked] == sorted(p for _, p in ranked) and ranked[0][1] < ranked[-1][1]
+    assert ranked[-1][0][3] == "sun397" and ranked[0][0][3] == "dtd"     # the largest and the smallest test set
+    for key, prio in map(job, finetune):
+        assert prio > max(p for k, p in ranked if k[2] == key[2])
+
+
+def _executed_jobs(out: str) -> list[dict]:
+    """Job blocks of a (touch) run, in execution order: rule, wildcards, priority, resources."""
+    jobs, current = [], None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            current = {"rule": m.group(1), "priority": 0, "wildcards": {}, "resources": ""}
+            jobs.append(current)
+        elif current is not None and line.strip().startswith("wildcards: "):
+            current["wildcards"] = dict(kv.split("=", 1) for kv in line.strip()[len("wildcards: "):].split(", "))
+        elif current is not None and line.strip().startswith("priority: "):
+            current["priority"] = int(line.strip()[len("priority: "):])
+        elif current is not None and line.strip().startswith("resources: "):
+            current["resources"] = line.strip()
+    return jobs
+
+
+def test_gpu_jobs_at_once_follow_the_visible_devices(tmp_path):
+    """On a (stand-in, UCAT_GPUS) 3-GPU node, without any flag, Snakemake may run 3 GPU jobs at once and
+    each GPU job asks for one.  `--touch` computes nothing."""
+    params = reduced_params(methods=("clip",), datasets=("demo_shapes",), attacks=("pgd",))
+    repo = copy_repo(tmp_path / "repo", params)
+    res = run(["snakemake", "--cores", "1", "--touch", "-F", paths.BACKBONE.format(backbone="demo")], repo,
+              env={"UCAT_GPUS": "3"})
+    out = res.stdout + res.stderr
+    assert re.search(r"Provided resources: .*gpu=(Resource\(\"gpu\", )?3\b", out), out[-2000:]
+    backbone = [j for j in _executed_jobs(out) if j["rule"] == "backbone"]
+    assert len(backbone) == 1 and ", gpu=1," in backbone[0]["resources"]
+
+
+@pytest.mark.slow
+def test_the_largest_evaluations_run_first(tmp_path):
+    """The runner takes the highest-priority job it can: with every fine-tuning done, a method's
+    evaluations start largest first (priorities from the cost plan)."""
+    params = config.load(ROOT / "config" / "paper.yaml", ["methods=[clip, ucat]", "data.datasets=[dtd, cifar10, sun397]"])
+    repo = copy_repo(tmp_path / "repo", params)
+    res = run(["snakemake", "--cores", "1", "--touch", "-F"], repo, env={"UCAT_GPUS": "3"})
+    out = res.stdout + res.stderr
+    evaluations = [j for j in _executed_jobs(out) if j["rule"] == "evaluate"]
+    order = [j["wildcards"]["dataset"] for j in evaluations if j["wildcards"]["method"] == "ucat"]
+    assert order == ["sun397", "cifar10", "dtd"], order
+
+
+@pytest.mark.slow
+def test_a_users_gpu_limit_wins(tmp_path):
+    params = reduced_params(methods=("clip",), datasets=("demo_shapes",), attacks=("pgd",))
+    repo = copy_repo(tmp_path / "repo", params)
+    res = run(["snakemake", "--cores", "1", "--touch", "-F", "--resources", "gpu=1"], repo, env={"UCAT_GPUS": "3"})
+    assert re.search(r"Provided resources: .*gpu=(Resource\(\"gpu\", )?1\b", res.stdout + res.stderr)

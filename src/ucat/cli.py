@@ -58,6 +58,7 @@ def _setup(args, gpu: bool = True):
 
 def cmd_check(args) -> int:
     from . import config
+    from .errors import ConfigError
 
     params = config.load(args.params, args.overrides)
     cells, seeds = paths.eval_cells(params), paths.seeds(params)
@@ -65,6 +66,22 @@ def cmd_check(args) -> int:
     print(f"{args.params}: valid. Setting {paths.setting(params)!r}: {len(paths.backbones(params))} backbone(s) x "
           f"{len(seeds)} seed(s) x {len(params['methods'])} methods x {len(params['data']['datasets'])} data sets "
           f"-> {jobs} evaluation jobs, {len(cells)} cells; backbone source: {params['backbone']['source']}")
+    if not args.cost:
+        if args.rates or args.per_cell or args.clean_accuracy is not None or args.robust_accuracy is not None:
+            raise ConfigError("--rates, --per-cell and --*-accuracy belong to --cost")
+        return 0
+    from . import cost
+
+    assumed = cost.default_accuracies()
+    for flag, value in (("--clean-accuracy", args.clean_accuracy), ("--robust-accuracy", args.robust_accuracy)):
+        if value is not None and not 0 <= value <= 1:
+            raise ConfigError(f"{flag}: a fraction in [0, 1], got {value}")
+    if args.clean_accuracy is not None or args.robust_accuracy is not None:
+        clean = assumed.clean if args.clean_accuracy is None else args.clean_accuracy
+        robust = assumed.robust if args.robust_accuracy is None else args.robust_accuracy
+        assumed = cost.Accuracy(clean, min(robust, clean), "assumed: --clean-accuracy/--robust-accuracy")
+    rates = cost.load_rates(args.rates, params)
+    print(cost.format_plan(cost.plan(params, assumed), rates, args.params, assumed, per_cell=args.per_cell))
     return 0
 
 
@@ -286,7 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate the parameters file and print the job matrix",
                        description="Validates the parameters file (and --set overrides) against the schema and the "
                                    "cross-key rules, and prints how many methods, data sets and evaluation jobs "
-                                   "they make. Writes nothing; a bad key is a one-line error naming it.")
+                                   "they make. Writes nothing; a bad key is a one-line error naming it. With --cost, "
+                                   "the cost plan: FLOPs of every component (fine-tuning per method, evaluation per "
+                                   "attack and eps, calibration, the demo's pretraining), shares and GPU-hours "
+                                   "(docs/performance.md, 'Cost plan').")
+    p.add_argument("--cost", action="store_true", help="print the cost plan (FLOPs, shares, GPU-hours)")
+    p.add_argument("--rates", metavar="FILE",
+                   help="a `ucat bench --out` JSON whose fine-tuning and PGD rates convert FLOPs to hours "
+                        "(default: the recorded H200 measurement, named in the output)")
+    p.add_argument("--per-cell", action="store_true", help="with --cost: also one line per evaluation cell")
+    p.add_argument("--clean-accuracy", type=float, default=None, metavar="FRACTION",
+                   help="clean accuracy AutoAttack may assume where no metrics cell was measured (default: the "
+                        "mean of the paper's Table 16 averages)")
+    p.add_argument("--robust-accuracy", type=float, default=None, metavar="FRACTION",
+                   help="accuracy left after APGD-CE (APGD-DLR attacks these), likewise (default: Table 16's mean "
+                        "PGD-100 accuracy)")
     _common(p)
     p.set_defaults(func=cmd_check)
 

@@ -8,6 +8,9 @@ free index, held by an open file for the life of the process.  The kernel drops 
 process exits or crashes, so a dead job never keeps its GPU.  More jobs than GPUs wait for one to
 free.  One visible GPU, an explicit ``cuda:<i>`` or a CPU device: nothing changes.
 
+How many GPU jobs Snakemake runs at once is :func:`visible_count` (the workflow sets its ``gpu``
+resource to it unless ``--resources gpu=N`` says otherwise).
+
 The lock directory is run-local (``.ucat/gpu-locks`` under the working directory, where both
 engines run); ``UCAT_GPU_LOCK_DIR`` moves it (use one directory per node, not a shared file system).
 """
@@ -28,6 +31,25 @@ _held: tuple[int, IO] | None = None
 
 def lock_dir() -> str:
     return os.environ.get("UCAT_GPU_LOCK_DIR") or LOCK_DIR
+
+
+def visible_count(device: str = "auto") -> int:
+    """CUDA devices the jobs of a run can use: ``UCAT_GPUS`` when set (a count: an override, and how the
+    tests stand in for a multi-GPU node), none for ``run.device: cpu``, one for a fixed ``cuda:<i>``,
+    else torch's count, which honours ``CUDA_VISIBLE_DEVICES``."""
+    from .errors import ConfigError
+
+    env = os.environ.get("UCAT_GPUS", "").strip()
+    if env:
+        if not env.isdigit():
+            raise ConfigError(f"UCAT_GPUS: a number of GPUs (0 or more), got {env!r}")
+        return int(env)
+    if device == "cpu":
+        return 0
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return min(n, 1) if device.startswith("cuda:") else n
 
 
 def claim(n_devices: int, directory: str, poll: float = 0.5, timeout: float | None = None,

@@ -2,12 +2,14 @@
 import hashlib
 import os
 import re
+import sys
 
 import yaml
 
 from ucat import config as ucat_config
-from ucat import data, methods, paths
+from ucat import cost, data, gpus, methods, paths
 from ucat import workflow as wf
+from ucat.errors import UcatError
 
 PARAMS = ucat_config.validate(config, source="config")
 ROOT = PARAMS["data"]["root"].rstrip("/")
@@ -54,16 +56,16 @@ def command(stage):
     return lambda wc: wf.fill(stage.command(), PARAMS, **wc)
 
 
-def gpu_per_job():
-    """1 on a CUDA machine (serialises GPU jobs via the default profile), 0 on CPU."""
-    if PARAMS["run"]["device"] == "cpu":
-        return 0
-    import torch
-
-    return 1 if torch.cuda.is_available() else 0
-
-
-GPU = gpu_per_job()
+# GPU jobs ask for gpu=1 on a CUDA machine (0 on CPU), and a local run allows as many at once as there
+# are visible devices (ucat.gpus: each job then locks its own); --resources gpu=N (or a profile's) wins.
+# A cluster executor (--jobs sets nodes) gets no limit here: each job has its own allocation.
+try:
+    GPUS = gpus.visible_count(PARAMS["run"]["device"])
+except UcatError as exc:  # a bad UCAT_GPUS: one line, as for a bad parameter
+    sys.exit(f"error: {exc}")
+GPU = 1 if GPUS else 0
+if "gpu" not in workflow.global_resources and workflow.nodes is None:
+    workflow.global_resources["gpu"] = GPUS
 
 
 wildcard_constraints:

@@ -22,6 +22,7 @@ rule evaluate:
     benchmark:
         f"benchmarks/{SETTING}/evaluate/{{backbone}}/seed{{seed}}/{{method}}/{{dataset}}.tsv"
     threads: wf.EVALUATE.threads
+    priority: lambda wc: cost.evaluate_priority(PARAMS, wc.backbone, wc.seed, wc.method, wc.dataset)
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         gpu=GPU,
@@ -51,6 +52,7 @@ rule evaluate_multilabel:
     benchmark:
         f"benchmarks/{SETTING}/evaluate/{{backbone}}/seed{{seed}}/{{method}}/{{dataset}}.tsv"
     threads: wf.EVALUATE.threads
+    priority: lambda wc: cost.evaluate_priority(PARAMS, wc.backbone, wc.seed, wc.method, wc.dataset)
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         gpu=GPU,

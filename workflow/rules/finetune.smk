@@ -18,6 +18,7 @@ rule finetune:
     benchmark:
         f"benchmarks/{SETTING}/finetune/{{backbone}}/seed{{seed}}/{{method}}.tsv"
     threads: wf.FINETUNE.threads
+    priority: lambda wc: cost.finetune_priority(PARAMS, wc.backbone, wc.seed, wc.method)
     resources:
         params_file=PARAMS_FILE,  # not a param: the exact keys above are the rerun trigger
         gpu=GPU,
