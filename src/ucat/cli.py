@@ -207,6 +207,10 @@ def cmd_prompts(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if getattr(args, "variants", None) and not getattr(args, "baseline", None):
+        from . import bench_variants
+
+        return bench_variants.main(args)
     from . import bench
 
     return bench.main(args)
@@ -400,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None,
                    help="comma-separated fine-tuning methods whose step is timed (default: ucat,tga_zsr,comp_tga; "
                         "with --baseline official: those three only)")
+    p.add_argument("--variants", nargs="?", const="eager,default,max-autotune,reduce-overhead", default=None,
+                   metavar="MODES",
+                   help="time the variants side by side in one run: compile modes (comma-separated, default all: "
+                        "eager,default,max-autotune,reduce-overhead; the last two CUDA only) x patch embedding "
+                        "conv/matmul x pipeline/bf16 weights, UCAT fine-tuning and PGD, with the numerics checks")
     p.add_argument("--baseline", choices=["official"], default=None,
                    help="official: time the official UCAT (and TGA-ZSR / Comp-TGA) loop's structure (fp16+GradScaler, prompts "
                         "re-encoded every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "
