@@ -6,11 +6,11 @@ from ucat import datasheet
 
 
 @pytest.mark.parametrize("name, model, tflops", [
-    ("NVIDIA H200", "H200 SXM", 989.5),
+    ("NVIDIA H200", "H200 SXM", 989.4),
     ("NVIDIA H100 80GB HBM3", "H100 SXM5", 989.4),
     ("NVIDIA H100 PCIe", "H100 PCIe", 756.5),
     ("NVIDIA H100 NVL", "H100 NVL", 835.5),
-    ("NVIDIA GH200 480GB", "GH200 (H100)", 989.5),
+    ("NVIDIA GH200 480GB", "GH200 (H100)", 989.4),
     ("NVIDIA A100-SXM4-80GB", "A100", 312.0),
     ("NVIDIA A100-PCIE-40GB", "A100", 312.0),
     ("NVIDIA A100 80GB PCIe", "A100", 312.0),

@@ -147,6 +147,7 @@ def run_variants(params: dict, device: torch.device, model: str = "auto", repeat
                         log(f"  {row['name']}: {name} b{base_batch} ...")
                         row[name] = bench.measure(make(), base_batch, repeats, device, rates[dtype]["tflops"], compiled,
                                                   sheet["bf16_dense_tflops"])
+                        log(f"    {row[name]['images_per_s']:.4g} images/s")
                 except Exception as exc:   # one failing variant (a compile mode, memory) must not hide the others
                     row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                     log(f"  {row['name']}: failed: {row['error']}")

@@ -12,8 +12,9 @@ Sources (vendor datasheets and architecture whitepapers):
 - H100 SXM5 / PCIe: "NVIDIA H100 Tensor Core GPU Architecture" whitepaper, table "H100 vs A100":
   peak BF16 tensor TFLOPS with FP32 accumulate 989.4 / 1978.9 (SXM5), 756.5 / 1513 (PCIe);
   H100 NVL: H100 datasheet, BF16 1,671 TFLOPS with sparsity.
-- H200 SXM / NVL: H200 datasheet, BF16 1,979 / 1,671 TFLOPS with sparsity (the H100 SXM5's compute).
-- GH200: GH200 Grace Hopper datasheet, BF16 1,979 TFLOPS with sparsity (its H100).
+- H200 SXM and GH200: their datasheets print BF16 1,979 TFLOPS with sparsity, the H100 SXM5's
+  compute (same SMs and clock), whose whitepaper gives the unrounded 989.4 dense; H200 NVL: H200
+  datasheet, 1,671 TFLOPS with sparsity.
 - A100 (40 and 80 GB, SXM4 and PCIe): A100 datasheet, BF16 312 / 624 TFLOPS.
 - L40S: L40S datasheet, BF16 362.05 / 733 TFLOPS;  L40: L40 datasheet, 181.05 / 362.1.
 - L4: L4 datasheet, BF16 121 / 242;  A10: A10 datasheet, BF16 125 / 250;  A40: A40 datasheet, 149.7 / 299.4.
@@ -45,9 +46,9 @@ class Entry(NamedTuple):
 
 # ordered: the first pattern that matches the normalised device name wins (H200 NVL before H200)
 TABLE: tuple[tuple[str, Entry], ...] = (
-    (r"\bGH200\b", Entry("GH200 (H100)", 1979.0, True, "GH200 datasheet")),
+    (r"\bGH200\b", Entry("GH200 (H100)", 989.4, False, "GH200 datasheet; H100 architecture whitepaper", (132, 1830, 4096))),
     (r"\bH200\b.*\bNVL\b", Entry("H200 NVL", 1671.0, True, "H200 datasheet")),
-    (r"\bH200\b", Entry("H200 SXM", 1979.0, True, "H200 datasheet", (132, 1830, 4096))),
+    (r"\bH200\b", Entry("H200 SXM", 989.4, False, "H200 datasheet; H100 architecture whitepaper", (132, 1830, 4096))),
     (r"\bH100\b.*\bNVL\b", Entry("H100 NVL", 1671.0, True, "H100 datasheet")),
     (r"\bH100\b.*\bPCIE\b", Entry("H100 PCIe", 756.5, False, "H100 architecture whitepaper", (114, 1620, 4096))),
     (r"\bH100\b", Entry("H100 SXM5", 989.4, False, "H100 architecture whitepaper", (132, 1830, 4096))),
