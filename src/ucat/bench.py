@@ -18,12 +18,14 @@ as the median of ``repeats`` timed repetitions after warm-up:
   model's own clean predictions (every sample starts correct) and each row reports the images
   forwarded per input image (PGD: steps + 1), counted, with the FLOPs derived from that count;
 - model FLOPs per image (``torch.utils.flop_counter``), achieved TFLOP/s and its fraction of
-  the device's own matmul rate measured in the same run (bf16 on GPU, the compute dtype on CPU);
+  the device's own matmul rate measured in the same run (bf16 on GPU, the compute dtype on CPU)
+  and of the datasheet's dense bf16 peak (:mod:`ucat.datasheet`; "no datasheet entry" otherwise);
 - peak GPU memory and the GPU busy fraction (profiler kernel time / wall time);
 - with ``compile=True`` the same figures with ``torch.compile(model.visual)``;
 - numerics on the demo model: the fast path (bf16 autocast) vs plain fp32 on one fixed batch.
 
-The function-level API is :func:`run_benchmark` (returns the JSON-able result);
+``ucat bench --variants`` (:mod:`ucat.bench_variants`) reuses these workloads for its side-by-side
+table.  The function-level API is :func:`run_benchmark` (returns the JSON-able result);
 :func:`main` is the CLI entry point, prints the table and writes the JSON atomically.
 """
 
@@ -42,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from . import attacks, datasheet, models, patch_embed, tga, train
+from . import attacks, datasheet, models, tga, train
 from .data.demo import DEMO_SETS
 from .errors import ConfigError
 from .methods import METHODS as REGISTRY
