@@ -107,9 +107,16 @@ def test_main_writes_json_with_positive_figures(bench_run, params, capsys):
         expected[f"{what} throughput"] = (8 / run["seconds_median"], "images/s")
         expected[f"{what} achieved"] = (tflops, "TFLOP/s")
         expected[f"{what} of matmul peak"] = (100 * tflops / peak["tflops"], "%")
+        expected[f"{what} of datasheet peak"] = ("no datasheet entry", "")   # a CPU has no datasheet peak
+        assert run["fraction_of_datasheet_peak"] is None
+    expected["datasheet dense bf16 peak"] = ("no datasheet entry", "")
+    assert result["datasheet"]["bf16_dense_tflops"] is None
     rows = {r["name"]: (r["value"], r["unit"]) for r in result["rows"]}
     assert rows.keys() == expected.keys()   # on CPU: no memory or GPU-busy rows
     for name, (value, unit) in expected.items():
+        if isinstance(value, str):
+            assert rows[name] == (value, unit) and f"{name}" in printed
+            continue
         assert rows[name] == (pytest.approx(value, rel=1e-9), unit), name
         assert name in printed and f"{rows[name][0]:.4g}" in printed
 
@@ -206,3 +213,33 @@ def test_cli_rejects_bad_sizes_and_methods_before_measuring(params, tmp_path, ca
     assert rc == 2
     assert flag[0] in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_measure_divides_by_the_datasheet_peak_beside_the_matmul_rate():
+    cpu = torch.device("cpu")
+    wl = bench.Workload("finetune", lambda batch: (lambda: None), flops_per_image=3e9)
+    row = bench.measure(wl, 4, 1, cpu, peak_tflops=2.0, compiled=False, datasheet_tflops=8.0)
+    assert row["achieved_tflops"] == pytest.approx(3e9 * row["images_per_s"] / 1e12)
+    assert row["fraction_of_matmul_peak"] == pytest.approx(row["achieved_tflops"] / 2.0)
+    assert row["fraction_of_datasheet_peak"] == pytest.approx(row["achieved_tflops"] / 8.0)
+    assert bench.measure(wl, 4, 1, cpu, 2.0, False)["fraction_of_datasheet_peak"] is None
+
+
+def test_datasheet_rows_name_the_device_or_say_why_there_is_none():
+    run = {"workload": "pgd_eval", "compiled": True, "batch": 256, "images_per_s": 500.0, "achieved_tflops": 250.0,
+           "fraction_of_matmul_peak": 250 / 700, "fraction_of_datasheet_peak": 250 / 989.4}
+    result = {"matmul_peak": {"n": 8192, "dtype": "bfloat16", "tflops": 700.0},
+              "datasheet": bench.datasheet.describe("NVIDIA H100 80GB HBM3"),
+              "flops_per_image": {"forward": 1e9, "attack_step": 2e9, "finetune_step": 8e9, "pgd_eval": 2e11},
+              "meta": {"methods": ["ucat"], "pgd_eval": {"steps": 100}}, "runs": [run],
+              "numerics": {"fast_dtype": "bfloat16", "max_abs_delta_logits": 0.1, "argmax_agreement": 1.0,
+                           "abs_delta_pgd_accuracy": 0.0, "pgd": {"steps": 3},
+                           "tolerance": dict(bench.NUMERICS_TOL)}}
+    rows = {r["name"]: (r["value"], r["unit"]) for r in bench.table_rows(result)}
+    assert rows["datasheet dense bf16 peak (H100 SXM5)"] == (989.4, "TFLOP/s")
+    assert rows["PGD-100 eval compiled b256 of datasheet peak"] == (pytest.approx(100 * 250 / 989.4), "%")
+    assert rows["PGD-100 eval compiled b256 of matmul peak"] == (pytest.approx(100 * 250 / 700), "%")
+    result["datasheet"] = bench.datasheet.describe("Tesla V100-SXM2-32GB")
+    run["fraction_of_datasheet_peak"] = None
+    rows = {r["name"]: (r["value"], r["unit"]) for r in bench.table_rows(result)}
+    assert rows["PGD-100 eval compiled b256 of datasheet peak"] == ("no bf16: FP16 tensor cores only", "")

@@ -18,12 +18,14 @@ as the median of ``repeats`` timed repetitions after warm-up:
   model's own clean predictions (every sample starts correct) and each row reports the images
   forwarded per input image (PGD: steps + 1), counted, with the FLOPs derived from that count;
 - model FLOPs per image (``torch.utils.flop_counter``), achieved TFLOP/s and its fraction of
-  the device's own matmul rate measured in the same run (bf16 on GPU, the compute dtype on CPU);
+  the device's own matmul rate measured in the same run (bf16 on GPU, the compute dtype on CPU)
+  and of the datasheet's dense bf16 peak (:mod:`ucat.datasheet`; "no datasheet entry" otherwise);
 - peak GPU memory and the GPU busy fraction (profiler kernel time / wall time);
 - with ``compile=True`` the same figures with ``torch.compile(model.visual)``;
 - numerics on the demo model: the fast path (bf16 autocast) vs plain fp32 on one fixed batch.
 
-The function-level API is :func:`run_benchmark` (returns the JSON-able result);
+``ucat bench --variants`` (:mod:`ucat.bench_variants`) reuses these workloads for its side-by-side
+table.  The function-level API is :func:`run_benchmark` (returns the JSON-able result);
 :func:`main` is the CLI entry point, prints the table and writes the JSON atomically.
 """
 
@@ -42,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from . import attacks, models, tga, train
+from . import attacks, datasheet, models, tga, train
 from .data.demo import DEMO_SETS
 from .errors import ConfigError
 from .methods import METHODS as REGISTRY
@@ -76,7 +78,8 @@ def build_classifier(kind: str, params: dict, device: torch.device, seed: int = 
         classes, scale = VIT_CLASSES, VIT_LOGIT_SCALE
     else:
         raise ConfigError(f"--model: unknown value {kind!r}; allowed: auto, demo, ViT-B-32")
-    clip = models.create_clip(arch)
+    with models.quiet_random_init():   # random weights are the point here
+        clip = models.create_clip(arch)
     visual = clip.visual
     del clip  # the text tower is not needed: class features are random
     g = torch.Generator().manual_seed(seed + 1)
@@ -327,15 +330,33 @@ class Workload:
         self.counter, self.step_flops = counter, step_flops
 
 
+COMPILE_MODES = ("eager", "default", "max-autotune", "reduce-overhead")   # --variants: eager and torch.compile's modes
+CUDA_ONLY_MODES = {"max-autotune": "needs CUDA (tunes Triton GPU kernels; on CPU the same as default)",
+                   "reduce-overhead": "needs CUDA (CUDA graphs)"}
+
+
+def compile_module(module: torch.nn.Module, compiled: bool | str) -> torch.nn.Module:
+    """``compiled``: False (eager), True (torch.compile's default) or one of its ``mode`` names."""
+    if not compiled or compiled == "eager":
+        return module
+    return torch.compile(module) if compiled is True else torch.compile(module, mode=compiled)
+
+
+def _mark_step(compiled: bool | str) -> None:
+    """CUDA graphs (reduce-overhead) reuse their output buffers: each step starts a new generation."""
+    if compiled == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 def finetune_workload(net, params, attack, device, amp, flops, compiled=False, method: str = "ucat") -> Workload:
-    """``method``'s fine-tuning step as the training loop runs it (default UCAT)."""
+    """``method``'s fine-tuning step as the training loop runs it (default UCAT); ``compiled``: as
+    :func:`compile_module`."""
     model = method_classifier(net, method).train()
     model.visual.requires_grad_(True)
     reference = model.frozen_copy()
     opt = train.make_optimizer(model.visual.parameters(), params["finetune"], device)
-    if compiled:
-        model.visual = torch.compile(model.visual)
-        reference.visual = torch.compile(reference.visual)
+    model.visual = compile_module(model.visual, compiled)
+    reference.visual = compile_module(reference.visual, compiled)
     p = _with_attack(params, attack)
     gen = torch.Generator(device=device).manual_seed(1)
 
@@ -343,6 +364,7 @@ def finetune_workload(net, params, attack, device, amp, flops, compiled=False, m
         x, y = random_batch(batch, model.image_size, model.num_classes, device, seed=batch)
 
         def step():
+            _mark_step(compiled)
             with models.autocast(amp, device):
                 out = train.method_step(method, model, reference, x, y, p, gen)
             opt.zero_grad(set_to_none=True)
@@ -360,8 +382,7 @@ def finetune_workload(net, params, attack, device, amp, flops, compiled=False, m
 def _eval_model(net, compiled: bool) -> RowCounter:
     model = copy.deepcopy(net).eval()
     model.requires_grad_(False)  # as ucat.evaluate: attacks need input gradients only
-    if compiled:
-        model.visual = torch.compile(model.visual)
+    model.visual = compile_module(model.visual, compiled)
     return RowCounter(model)
 
 
@@ -373,6 +394,7 @@ def pgd_workload(net, device, amp, steps, flops, compiled=False) -> Workload:
         x, y = random_batch(batch, model.model.image_size, model.model.num_classes, device, seed=batch + 1)
 
         def step():
+            _mark_step(compiled)
             model.calls += 1
             with models.autocast(amp, device):
                 adv = attacks.pgd(model, x, y, EVAL_EPS, 1, steps, "ce", generator=gen)
@@ -402,6 +424,7 @@ def early_stop_workload(attack: str, net, device, amp, steps, params, flops, com
             y = model.model(x).argmax(-1)
 
         def step():
+            _mark_step(compiled)
             model.calls += 1
             with models.autocast(amp, device):
                 adv = attacks.run_attack(attack, model, x, y, EVAL_EPS, settings, model.model.num_classes, gen)
@@ -415,8 +438,9 @@ def early_stop_workload(attack: str, net, device, amp, steps, params, flops, com
 
 
 def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_tflops: float,
-            compiled: bool) -> dict:
-    """Time ``wl`` at ``batch``; images/s, achieved TFLOP/s, fraction of peak, memory, busy fraction."""
+            compiled: bool | str, datasheet_tflops: float | None = None) -> dict:
+    """Time ``wl`` at ``batch``; images/s, achieved TFLOP/s, fraction of the measured matmul rate and
+    of the datasheet's dense bf16 peak (None: no datasheet entry), memory, busy fraction."""
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.empty_cache()
@@ -424,7 +448,7 @@ def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_t
     step = wl.make(batch)
     if wl.counter is not None:
         wl.counter.reset()
-    times = timed(step, repeats, device, warmup=2 if (cuda or compiled) else 1)
+    times = timed(step, repeats, device, warmup=3 if compiled == "reduce-overhead" else 2 if (cuda or compiled) else 1)
     sec = statistics.median(times)
     ips = batch / sec
     flops = wl.flops_per_image
@@ -436,7 +460,8 @@ def measure(wl: Workload, batch: int, repeats: int, device: torch.device, peak_t
     row = {"workload": wl.name, **({"method": wl.method} if wl.method else {}), "compiled": compiled, "batch": batch,
            "seconds_median": sec,
            "seconds": times, "images_per_s": ips, "achieved_tflops": tflops,
-           "fraction_of_matmul_peak": tflops / peak_tflops if peak_tflops else None}
+           "fraction_of_matmul_peak": tflops / peak_tflops if peak_tflops else None,
+           "fraction_of_datasheet_peak": tflops / datasheet_tflops if datasheet_tflops else None}
     if counts is not None:
         row.update(flops_per_image=flops, forwards_per_image=counts["forwards"],
                    gradient_steps_per_image=counts["gradient_steps"])
@@ -479,34 +504,48 @@ def largest_batch(wl: Workload, start: int, device: torch.device, log: Callable[
 
 # ----------------------------------------------------------------------------- numerics
 
-def numerics(params: dict, device: torch.device, n: int = 64, pgd_steps: int = 3, eps255: float = 1,
-             step255: float = 1, seed: int = 0) -> dict:
-    """Demo model, fixed batch: bf16 autocast (the fast path, CPU included) vs plain fp32.
+def cast_weights(net: models.ZeroShotClassifier, dtype: torch.dtype) -> models.ZeroShotClassifier:
+    """The image tower's weights in ``dtype`` (in place), its input cast to match: no autocast needed.
+    The class features, normalisation and logits stay fp32 (``logits_from_embedding`` casts)."""
+    net.visual.to(dtype)
+    net.visual.register_forward_pre_hook(lambda _module, args: tuple(a.to(dtype) for a in args))
+    return net
 
-    Labels are fp32's clean predictions; the short PGD (eps 1/255, the evaluation budget) is run
-    separately under each precision from the same random start, and the robust accuracies compared.
+
+NUMERICS_MODES = {"autocast": "bf16 autocast", "weights": "bf16 weights"}
+
+
+def numerics(params: dict, device: torch.device, n: int = 64, pgd_steps: int = 3, eps255: float = 1,
+             step255: float = 1, seed: int = 0, mode: str = "autocast") -> dict:
+    """Demo model, fixed batch: bf16 (the fast path, CPU included) vs plain fp32.
+
+    ``mode``: ``autocast`` (fp32 weights under bf16 autocast, the pipeline's GPU path) or ``weights``
+    (the image tower cast to bf16, :func:`cast_weights`).  Labels are fp32's clean predictions; the
+    short PGD (eps 1/255, the evaluation budget) is run separately in each precision from the same
+    random start, and the robust accuracies compared.
     """
     net, _ = build_classifier("demo", params, device, seed)
     net.eval().requires_grad_(False)
-    x, _ = random_batch(n, net.image_size, net.num_classes, device, seed=seed + 7)
     fast = torch.bfloat16
+    fast_net, fast_amp = (cast_weights(copy.deepcopy(net), fast), None) if mode == "weights" else (net, fast)
+    x, _ = random_batch(n, net.image_size, net.num_classes, device, seed=seed + 7)
     with torch.no_grad():
         ref = net(x).float()
-        with models.autocast(fast, device):
-            low = net(x).float()
+        with models.autocast(fast_amp, device):
+            low = fast_net(x).float()
     labels = ref.argmax(-1)  # fp32's clean predictions: fp32 clean accuracy is 1 by construction
 
-    def robust_acc(dtype):
+    def robust_acc(model, dtype):
         gen = torch.Generator(device=device).manual_seed(seed + 3)
         with models.autocast(dtype, device):
-            adv = attacks.pgd(net, x, labels, eps255, step255, pgd_steps, "ce", generator=gen)
+            adv = attacks.pgd(model, x, labels, eps255, step255, pgd_steps, "ce", generator=gen)
             with torch.no_grad():
-                pred = net(adv).argmax(-1)
+                pred = model(adv).argmax(-1)
         return float((pred == labels).float().mean())
 
-    acc32, acc16 = robust_acc(None), robust_acc(fast)
+    acc32, acc16 = robust_acc(net, None), robust_acc(fast_net, fast_amp)
     top2 = ref.topk(2, -1).values
-    out = {"model": "demo", "batch": n, "fast_dtype": _dtype_name(fast), "device": device.type,
+    out = {"model": "demo", "batch": n, "fast_dtype": _dtype_name(fast), "mode": mode, "device": device.type,
            "max_abs_delta_logits": float((low - ref).abs().max()),
            "logit_range_fp32": float(ref.max() - ref.min()),
            "median_top2_margin_fp32": float((top2[:, 0] - top2[:, 1]).median()),
@@ -535,11 +574,7 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
     methods = check_methods(methods)
     device = torch.device(device)
     cuda = device.type == "cuda"
-    kind = model if model != "auto" else ("ViT-B-32" if cuda else "demo")
-    amp = models.autocast_dtype(params["run"]["precision"], device)
-    attack = dict(PAPER_ATTACK) if cuda else dict(params["finetune"]["attack"])
-    steps = pgd_steps if pgd_steps is not None else (GPU_PGD_STEPS if cuda else CPU_PGD_STEPS)
-    base_batch = batch or (PAPER_BATCH if cuda else CPU_BATCH)
+    kind, amp, attack, steps, base_batch = plan(params, device, model, batch, pgd_steps)
     search = cuda if search is None else (search and cuda)
 
     net, arch = build_classifier(kind, params, device, params["run"]["seed"])
@@ -547,6 +582,8 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
     log(f"bench: {kind} on {_device_name(device)}, autocast {_dtype_name(amp)}, repeats {repeats}")
     peak = matmul_rate(device, peak_dtype)
     log(f"  matmul {peak['n']}^3 {peak['dtype']}: {peak['tflops']:.4g} TFLOP/s")
+    sheet = device_datasheet(device)
+    log(f"  datasheet dense bf16 peak: {_sheet_text(sheet)}")
     flops = model_flops(net, params, attack, steps, device, methods=methods)
     log(f"  FLOPs/image: forward {flops['forward'] / 1e9:.4g} G, fine-tuning step "
         + ", ".join(f"{REGISTRY[m].label} {flops[step_key(m)] / 1e9:.4g} G" for m in methods))
@@ -570,7 +607,7 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
                 for b in ft_batches:
                     log(f"  finetune {method} ({tag}) batch {b} ...")
                     try:
-                        runs.append(measure(ft, b, repeats, device, peak["tflops"], compiled))
+                        runs.append(measure(ft, b, repeats, device, peak["tflops"], compiled, sheet["bf16_dense_tflops"]))
                     except torch.cuda.OutOfMemoryError:
                         errors.append(f"finetune {method} ({tag}) batch {b}: CUDA out of memory")
                     ft.release()
@@ -579,12 +616,12 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
                 del ft
             pg = pgd_workload(net, device, amp, steps, flops, compiled)
             log(f"  pgd_eval ({tag}) PGD-{steps} batch {base_batch} ...")
-            runs.append(measure(pg, base_batch, repeats, device, peak["tflops"], compiled))
+            runs.append(measure(pg, base_batch, repeats, device, peak["tflops"], compiled, sheet["bf16_dense_tflops"]))
             del pg
             for name, label in EARLY_STOP_EVALS.items():
                 wl = early_stop_workload(name, net, device, amp, steps, params, flops, compiled)
                 log(f"  {name}_eval ({tag}) {label}-{steps} batch {base_batch} ...")
-                runs.append(measure(wl, base_batch, repeats, device, peak["tflops"], compiled))
+                runs.append(measure(wl, base_batch, repeats, device, peak["tflops"], compiled, sheet["bf16_dense_tflops"]))
                 del wl
         except Exception as exc:
             if not compiled:
@@ -613,6 +650,7 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
             "compile": compile,
         },
         "matmul_peak": peak,
+        "datasheet": sheet,
         "flops_per_image": flops,
         "runs": runs,
         "numerics": num,
@@ -625,6 +663,18 @@ def run_benchmark(params: dict, device: torch.device, model: str = "auto", repea
     return result
 
 
+def plan(params: dict, device: torch.device, model: str = "auto", batch: int | None = None,
+         pgd_steps: int | None = None) -> tuple[str, torch.dtype | None, dict, int, int]:
+    """What a bench run measures on ``device``: model kind, autocast dtype, training attack, PGD
+    steps and batch (the paper's on GPU, smaller on CPU; ``batch``/``pgd_steps`` override)."""
+    cuda = device.type == "cuda"
+    kind = model if model != "auto" else ("ViT-B-32" if cuda else "demo")
+    amp = models.autocast_dtype(params["run"]["precision"], device)
+    attack = dict(PAPER_ATTACK) if cuda else dict(params["finetune"]["attack"])
+    steps = pgd_steps if pgd_steps is not None else (GPU_PGD_STEPS if cuda else CPU_PGD_STEPS)
+    return kind, amp, attack, steps, batch or (PAPER_BATCH if cuda else CPU_BATCH)
+
+
 def check_methods(names) -> tuple[str, ...]:
     """The fine-tuning methods to time: known, fine-tuned, at least one (``--methods``)."""
     names = tuple(names)
@@ -635,6 +685,20 @@ def check_methods(names) -> tuple[str, ...]:
             allowed = ", ".join(m for m, spec in REGISTRY.items() if spec.finetuned)
             raise ConfigError(f"--methods: {name!r} is not a fine-tuning method; allowed: {allowed}")
     return names
+
+
+def device_datasheet(device: torch.device) -> dict:
+    """The device's datasheet row (:func:`ucat.datasheet.describe`); a CPU has none."""
+    if device.type != "cuda":
+        return {"device_name": _device_name(device), "model": None, "bf16_dense_tflops": None,
+                "why": "no datasheet entry"}
+    return datasheet.describe(_device_name(device))
+
+
+def _sheet_text(sheet: dict) -> str:
+    if sheet["bf16_dense_tflops"] is None:
+        return sheet["why"] if sheet["model"] is None else f"{sheet['model']}: {sheet['why']}"
+    return f"{sheet['bf16_dense_tflops']:.4g} TFLOP/s ({sheet['model']}, {sheet['source']})"
 
 
 def _device_name(device: torch.device) -> str:
@@ -651,8 +715,12 @@ def _device_name(device: torch.device) -> str:
 
 def table_rows(result: dict) -> list[dict]:
     """One row per measurement: ``{"name", "value", "unit"}``."""
+    sheet = result["datasheet"]
     rows = [{"name": f"matmul {result['matmul_peak']['n']}^3 {result['matmul_peak']['dtype']}",
-             "value": result["matmul_peak"]["tflops"], "unit": "TFLOP/s"}]
+             "value": result["matmul_peak"]["tflops"], "unit": "TFLOP/s"},
+            {"name": "datasheet dense bf16 peak" + (f" ({sheet['model']})" if sheet["model"] else ""),
+             "value": sheet["bf16_dense_tflops"] if sheet["bf16_dense_tflops"] is not None else sheet["why"],
+             "unit": "TFLOP/s" if sheet["bf16_dense_tflops"] is not None else ""}]
     f = result["flops_per_image"]
     steps = [(step_key(m), f"fine-tuning step {REGISTRY[m].label}") for m in result["meta"]["methods"]]
     for key, label in (("forward", "forward"), ("attack_step", "attack step (fwd+bwd to input)"), *steps,
@@ -670,6 +738,9 @@ def table_rows(result: dict) -> list[dict]:
         rows.append({"name": f"{name} achieved", "value": r["achieved_tflops"], "unit": "TFLOP/s"})
         if r["fraction_of_matmul_peak"] is not None:
             rows.append({"name": f"{name} of matmul peak", "value": 100 * r["fraction_of_matmul_peak"], "unit": "%"})
+        ds = r.get("fraction_of_datasheet_peak")
+        rows.append({"name": f"{name} of datasheet peak", "value": 100 * ds if ds is not None else sheet["why"],
+                     "unit": "%" if ds is not None else ""})
         if "peak_memory_bytes" in r:
             rows.append({"name": f"{name} peak memory", "value": r["peak_memory_bytes"] / 2 ** 30, "unit": "GiB"})
         if r.get("gpu_busy_fraction") is not None:
@@ -741,24 +812,10 @@ def main(args: argparse.Namespace) -> int:
 
     Hidden knobs (tests): ``args.search``, ``args.numerics_batch``.
     """
-    from . import config
     from .io import write_json
 
-    params = config.load(args.params, args.overrides)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.model not in ("auto", "demo", "ViT-B-32"):
-        raise ConfigError(f"--model: unknown value {args.model!r}; allowed: auto, demo, ViT-B-32")
-    for flag, value in (("--batch", getattr(args, "batch", None)), ("--pgd-steps", getattr(args, "pgd_steps", None))):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag}: must be at least 1, got {value}")
-    if args.repeats < 1:
-        raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
-    device = models.resolve_device(params["run"]["device"])
-    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    params, device, log = setup(args)
     baseline = getattr(args, "baseline", None)
-    if baseline not in (None, "official"):
-        raise ConfigError(f"--baseline: unknown value {baseline!r}; allowed: official")
     if baseline == "official":
         from . import bench_official
 
@@ -784,3 +841,28 @@ def main(args: argparse.Namespace) -> int:
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
+
+
+def setup(args: argparse.Namespace) -> tuple[dict, torch.device, Callable[[str], None]]:
+    """The checks every ``ucat bench`` form shares (one-line errors before measuring anything):
+    parameters, threads, sizes; returns ``(params, device, log)``."""
+    from . import config
+
+    params = config.load(args.params, args.overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model not in ("auto", "demo", "ViT-B-32"):
+        raise ConfigError(f"--model: unknown value {args.model!r}; allowed: auto, demo, ViT-B-32")
+    for flag, value in (("--batch", getattr(args, "batch", None)), ("--pgd-steps", getattr(args, "pgd_steps", None))):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: must be at least 1, got {value}")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
+    device = models.resolve_device(params["run"]["device"])
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    baseline = getattr(args, "baseline", None)
+    if baseline not in (None, "official"):
+        raise ConfigError(f"--baseline: unknown value {baseline!r}; allowed: official")
+    if baseline and getattr(args, "variants", None):
+        raise ConfigError("--variants and --baseline: choose one")
+    return params, device, log

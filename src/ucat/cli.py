@@ -224,6 +224,10 @@ def cmd_prompts(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if getattr(args, "variants", None) and not getattr(args, "baseline", None):
+        from . import bench_variants
+
+        return bench_variants.main(args)
     from . import bench
     from .errors import ConfigError
 
@@ -459,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "not with --baseline")
     p.add_argument("--loader-workers", dest="loader_workers", type=int, default=None,
                    help="loader workers for --loader (default: data.num_workers)")
+    p.add_argument("--variants", nargs="?", const="eager,default,max-autotune,reduce-overhead", default=None,
+                   metavar="MODES",
+                   help="time the variants side by side in one run: compile modes (comma-separated, default all: "
+                        "eager,default,max-autotune,reduce-overhead; the last two CUDA only) x patch embedding "
+                        "conv/matmul x pipeline/bf16 weights, UCAT fine-tuning and PGD, with the numerics checks")
     p.add_argument("--baseline", choices=["official"], default=None,
                    help="official: time the official UCAT (and TGA-ZSR / Comp-TGA) loop's structure (fp16+GradScaler, prompts "
                         "re-encoded every forward, full-model backward in PGD) beside the project's step, same CLIP, same run; "

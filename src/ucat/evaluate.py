@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from . import attacks, attacks_multilabel, data, metrics, models, prompts, textcache
+from . import attacks, attacks_multilabel, data, metrics, models, patch_embed, prompts, textcache
 from .errors import CheckpointError, ConfigError
 from .io import atomic_path, json_text, write_json
 from .progress import progress
@@ -86,6 +86,7 @@ class Evaluator:
                                      use_cache)
         model.requires_grad_(False)  # attacks need input gradients only
         del clip_model
+        patch_embed.apply(model.visual, params["run"]["patch_embed"])   # class swap: state_dict keys unchanged
         if models.compile_wanted(params["run"]["compile"], device):
             model.visual.compile()  # in place: state_dict keys unchanged
         self.model = model

@@ -13,14 +13,14 @@ from . import methods
 
 RUNTIME = ("run.seed",)   # set per job (--seed), never in a parameters file
 BACKBONE_PARAMS = ["backbone"]  # the whole section (backbone.seed too): DVC params cannot name a list entry
-FINETUNE_COMMON = ["run.seed", "run.precision", "run.compile", "finetune", "prompt", "data.seed", "data.finetune",
-                   "data.demo_train_per_class", "data.preprocess"]
+FINETUNE_COMMON = ["run.seed", "run.precision", "run.compile", "run.patch_embed", "finetune", "prompt", "data.seed",
+                   "data.finetune", "data.demo_train_per_class", "data.preprocess"]
 # DVC applies one params list to every matrix instance, so each fine-tuning instance lists
 # every method section; a change to another method's section reruns it as a no-op (the
 # checkpoint's fingerprint covers only its own sections: it restores the final weights,
 # byte-identical, in seconds, and nothing downstream reruns).  Snakemake is exact.
 METHOD_SECTIONS = sorted({s for m in methods.METHODS.values() for s in m.sections})
-EVALUATE_COMMON = ["run.seed", "run.precision", "run.compile", "prompt", "data.seed", "data.subsample", "data.preprocess",
+EVALUATE_COMMON = ["run.seed", "run.precision", "run.compile", "run.patch_embed", "prompt", "data.seed", "data.subsample", "data.preprocess",
                    "evaluate.batch_size", "evaluate.ece_bins", "evaluate.uncertainty", "evaluate.tau_prime"]
 REPORT_PARAMS = ["run.seeds", "methods", "data.datasets", "data.source", "evaluate.attacks", "evaluate.eps",
                  "evaluate.pgd", "evaluate.cw", "evaluate.caa", "evaluate.a3", "backbone.models", "report",

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from . import attacks, data, fingerprint, losses, methods, models, paths, prompts, selection, textcache, tga
+from . import attacks, data, fingerprint, losses, methods, models, patch_embed, paths, prompts, selection, textcache, tga
 from .backbone import warmup_cosine
 from .errors import CheckpointError, ConfigError, TrainingError, UcatError
 from .io import atomic_path, write_json, write_text
@@ -327,6 +327,9 @@ def _finetune(params, method, backbone_path, out_path, checkpoint_dir, live_dir,
     reference = model.frozen_copy() if spec.needs_reference else None
     selector = selection.Selector(params, clip_model, arch, model.visual, device)
     model.train()
+    patch_embed.apply(model.visual, params["run"]["patch_embed"])   # class swap: state_dict keys unchanged
+    if reference is not None:
+        patch_embed.apply(reference.visual, params["run"]["patch_embed"])
     if models.compile_wanted(params["run"]["compile"], device):
         model.visual.compile()  # in place: state_dict keys (checkpoints) unchanged
         if reference is not None:
