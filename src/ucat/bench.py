@@ -815,18 +815,6 @@ def main(args: argparse.Namespace) -> int:
     from .io import write_json
 
     params, device, log = setup(args)
-    baseline = getattr(args, "baseline", None)
-    if baseline == "official":
-        from . import bench_official
-
-        result = bench_official.run_baseline(params, device, model=args.model, repeats=args.repeats,
-                                             batch=getattr(args, "batch", None), classes=getattr(args, "classes", None),
-                                             pgd_steps=getattr(args, "pgd_steps", None), compile=args.compile,
-                                             methods=parse_methods(getattr(args, "methods", None)), log=log)
-        print(format_rows(result))
-        write_json(args.out, result)
-        print(f"wrote {args.out}")
-        return 0
     result = run_benchmark(params, device, model=args.model, repeats=args.repeats,
                            batch=getattr(args, "batch", None), pgd_steps=getattr(args, "pgd_steps", None),
                            compile=args.compile, search=getattr(args, "search", None),

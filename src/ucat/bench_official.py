@@ -306,3 +306,18 @@ def baseline_rows(result: dict) -> list[dict]:
                 rows.append({"name": f"{label} speed-up project{tag.replace('_', ' ')}/official",
                              "value": result["speedup"][f"{w}{tag}"], "unit": "x"})
     return rows
+
+
+def main(args) -> int:
+    """``ucat bench --baseline official``: the official loops' structure beside the project's step;
+    prints the table and writes ``args.out`` (JSON, atomically)."""
+    from .io import write_json
+
+    params, device, log = bench.setup(args)
+    result = run_baseline(params, device, model=args.model, repeats=args.repeats, batch=getattr(args, "batch", None),
+                          classes=getattr(args, "classes", None), pgd_steps=getattr(args, "pgd_steps", None),
+                          compile=args.compile, methods=bench.parse_methods(getattr(args, "methods", None)), log=log)
+    print(bench.format_rows(result))
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0

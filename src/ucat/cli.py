@@ -224,7 +224,11 @@ def cmd_prompts(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if getattr(args, "variants", None) and not getattr(args, "baseline", None):
+    if getattr(args, "baseline", None):
+        from . import bench_official
+
+        return bench_official.main(args)
+    if getattr(args, "variants", None):
         from . import bench_variants
 
         return bench_variants.main(args)

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+COVERAGE_GRID = np.linspace(0.01, 1.0, 100)   # coverages a risk curve is sampled at (averaged over data sets)
+
 from .errors import UcatError
 
 SCORES = ("msp", "entropy", "aleatoric", "epistemic")

@@ -29,7 +29,6 @@ from .tables import difference_tables, method_name
 log = logging.getLogger(__name__)
 
 REQUIRED = ("sample_id", "label", "pred", "confidence", "logits")
-GRID = np.linspace(0.01, 1.0, 100)          # coverage grid the per-data-set risk curves are averaged on
 HEADLINE_SCORE = "msp"
 TS_METRICS = (("ece", "ECE"), ("ece_adaptive", "adaptive ECE"), ("nll", "NLL"), ("brier", "Brier"))
 
@@ -126,7 +125,7 @@ def analyse(res: Results, metrics_dir, samples_dir, ece_bins: int = 15) -> Analy
                     cell = {"scores": S.analyse_cell(z, None, where)}
                 correct = z["pred"] == z["label"]
                 cov, risk = S.risk_coverage(S.score(z, HEADLINE_SCORE), correct)
-                cell["curve"] = np.interp(GRID, cov, risk)
+                cell["curve"] = np.interp(S.COVERAGE_GRID, cov, risk)
                 cell["ts_before"] = ts_scores(z["logits"], z["label"], 1.0, ece_bins)
                 t = an.temperature[m]
                 if t is not None:

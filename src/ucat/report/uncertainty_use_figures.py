@@ -17,8 +17,6 @@ def risk_coverage_figure(an, eps: int):
     s = an.res.setting
     conds = s.conditions(eps)
     fig, axes = _grid(len(s.methods), 5, 2.8, 2.6, share=True)
-    from .uncertainty_use import GRID
-
     drawn = False
     for ax, m in zip(axes, s.methods):
         for a, e in conds:
@@ -27,13 +25,13 @@ def risk_coverage_figure(an, eps: int):
                 continue
             colour = COND_STYLE[a][0]
             aurc = an.mean(m, a, e, "scores", "msp", "aurc")
-            ax.plot(100 * GRID, 100 * np.mean(curves, axis=0), c=colour, lw=1.4,
+            ax.plot(100 * S.COVERAGE_GRID, 100 * np.mean(curves, axis=0), c=colour, lw=1.4,
                     label=f"{s.label(a)} (AURC {100 * aurc:.1f})" if aurc is not None else s.label(a))
             drawn = True
         accs = [an.res.get(m, d, "clean", 0, "accuracy") for d in s.datasets]
         if s.has_clean and accs and None not in accs:   # oracle: every error abstained on first
-            oracle = np.mean([np.maximum(0.0, GRID - acc) / GRID for acc in accs], axis=0)
-            ax.plot(100 * GRID, 100 * oracle, ls=":", c=COND_STYLE["clean"][0], lw=1, label="oracle (clean)")
+            oracle = np.mean([np.maximum(0.0, S.COVERAGE_GRID - acc) / S.COVERAGE_GRID for acc in accs], axis=0)
+            ax.plot(100 * S.COVERAGE_GRID, 100 * oracle, ls=":", c=COND_STYLE["clean"][0], lw=1, label="oracle (clean)")
         ax.set_title(method_name(m))
         ax.set_xlabel("coverage (%)")
         ax.set_xlim(0, 100)
